@@ -1,0 +1,1 @@
+"""One module per ``rekam`` subcommand (see agent/cli.py)."""

@@ -1,0 +1,100 @@
+"""The station daemon: start the owners of each resource, serve until SIGTERM, stop cleanly.
+
+Components are started in order and stopped in reverse. Each one owns a resource (the journal,
+a device, the uplink, the HTTP servers) and its own thread(s); see docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import IO, Protocol
+
+from agent.config import Config
+from agent.logs import setup_logging
+from agent.sdnotify import notify, watchdog_interval
+from agent.statedir import lock_state_dir, prepare_state_dir
+
+log = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    """Something the daemon starts and stops."""
+
+    name: str
+
+    def start(self) -> None:
+        """Start owning the resource (may start threads)."""
+
+    def stop(self) -> None:
+        """Finish or safely abandon current work and release the resource."""
+
+    def healthy(self) -> bool:
+        """False when the component's thread is stuck or dead (stops the watchdog)."""
+
+    def status(self) -> str:
+        """A short STATUS= fragment (for example "backlog 3")."""
+
+
+# Factories that build the daemon's components from the config, registered by the modules
+# that own them (journal, devices, uplink, API). Kept as a list so startup order is explicit.
+ComponentFactory = Callable[[Config, "Daemon"], Component | None]
+COMPONENT_FACTORIES: list[ComponentFactory] = []
+
+
+class Daemon:
+    """The running station."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.stopping = threading.Event()
+        self.components: list[Component] = []
+        self._lock: IO[bytes] | None = None
+
+    def run(self) -> int:
+        """Start everything, notify READY=1, loop until asked to stop; return the exit code."""
+        setup_logging(self.config.logging.level)
+        state_dir = prepare_state_dir(self.config.state_dir)
+        self._lock = lock_state_dir(state_dir)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        started = time.monotonic()
+        try:
+            for factory in COMPONENT_FACTORIES:
+                component = factory(self.config, self)
+                if component is None:
+                    continue
+                component.start()
+                self.components.append(component)
+            notify("READY=1")
+            log.info(
+                "station %s ready in %.2f s (state %s)",
+                self.config.station.id, time.monotonic() - started, state_dir,
+            )
+            self._main_loop()
+        finally:
+            notify("STOPPING=1")
+            for component in reversed(self.components):
+                try:
+                    component.stop()
+                except Exception:
+                    log.exception("component %s failed to stop cleanly", component.name)
+            self._lock.close()
+            log.info("station %s stopped", self.config.station.id)
+        return 0
+
+    def _main_loop(self) -> None:
+        interval = watchdog_interval() or 5.0
+        while not self.stopping.wait(min(interval, 5.0)):
+            if all(c.healthy() for c in self.components):
+                # Only a healthy loop pets the watchdog; a stuck owner lets systemd restart us.
+                notify("WATCHDOG=1")
+            status = "; ".join(s for c in self.components if (s := c.status()))
+            notify(f"STATUS={status or 'running'}")
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        log.info("signal %s received, stopping", signal.Signals(signum).name)
+        self.stopping.set()

@@ -1,0 +1,1 @@
+"""Real helper processes for the demo and the tests (a local mosquitto, a link proxy)."""
