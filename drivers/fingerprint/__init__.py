@@ -1,0 +1,29 @@
+"""Fingerprint scanner drivers: the common interface, the ZFM UART module and the ten-print seam."""
+
+from drivers.fingerprint.base import (
+    CaptureCancelledError,
+    CaptureNotSupportedError,
+    FingerCapture,
+    FingerPosition,
+    FingerprintScanner,
+    FingerQualityError,
+    Impression,
+    NoFingerError,
+    ScannerCapabilities,
+    Slap,
+    SlapCapture,
+)
+
+__all__ = [
+    "CaptureCancelledError",
+    "CaptureNotSupportedError",
+    "FingerCapture",
+    "FingerPosition",
+    "FingerQualityError",
+    "FingerprintScanner",
+    "Impression",
+    "NoFingerError",
+    "ScannerCapabilities",
+    "Slap",
+    "SlapCapture",
+]

@@ -1,0 +1,304 @@
+"""The ``FingerprintScanner`` interface every fingerprint driver implements.
+
+A scanner is a :class:`drivers.base.Device` that also captures fingers: one finger at a time
+(every scanner), a 4-4-2 slap (enrollment-grade ten-print scanners), and rolled prints (where the
+hardware offers them). ``capabilities()`` says which; asking for something the scanner cannot do
+raises :class:`CaptureNotSupportedError` before anything touches the wire.
+
+Finger and slap codes are the ISO/IEC 19794-4 finger-position codes (research note §5.1), so a
+capture goes straight into a 19794-4 record or an ANSI/NIST Type-14 record without a mapping table.
+
+Errors, split by who must act (libfprint's RETRY vs ERROR; see ``drivers/errors.py``)::
+
+    UserRetryError (drivers.errors)
+     +-- NoFingerError            nothing on the glass before the timeout
+     +-- FingerQualityError       too dry, too wet, smudged, partial or too few features
+     +-- CaptureCancelledError    the operator (or shutdown) cancelled the capture
+    DeviceError (drivers.errors)
+     +-- CaptureNotSupportedError the scanner cannot do this kind of capture (caller's mistake)
+
+Faults, missing devices, timeouts and protocol errors use the classes in ``drivers/errors.py``.
+
+Waiting for a finger is bounded by ``timeout`` and interruptible through ``cancel``: drivers poll
+in short steps and check ``cancel.is_set()`` between them, so no capture outlives either.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Protocol, runtime_checkable
+
+from PIL import Image
+
+from drivers.base import Device
+from drivers.errors import DeviceError, UserRetryError
+
+
+class FingerPosition(IntEnum):
+    """ISO/IEC 19794-4 finger position codes for single fingers."""
+
+    RIGHT_THUMB = 1
+    RIGHT_INDEX = 2
+    RIGHT_MIDDLE = 3
+    RIGHT_RING = 4
+    RIGHT_LITTLE = 5
+    LEFT_THUMB = 6
+    LEFT_INDEX = 7
+    LEFT_MIDDLE = 8
+    LEFT_RING = 9
+    LEFT_LITTLE = 10
+
+    @property
+    def is_right(self) -> bool:
+        """True for the five fingers of the right hand."""
+        return self.value <= 5
+
+    @property
+    def is_thumb(self) -> bool:
+        """True for either thumb."""
+        return self in (FingerPosition.RIGHT_THUMB, FingerPosition.LEFT_THUMB)
+
+
+class Slap(IntEnum):
+    """ISO/IEC 19794-4 codes of the three plain multi-finger impressions of a 4-4-2 capture."""
+
+    RIGHT_FOUR = 13
+    LEFT_FOUR = 14
+    TWO_THUMBS = 15
+
+    @property
+    def fingers(self) -> tuple[FingerPosition, ...]:
+        """The fingers of this slap, left to right as they lie on the glass (palms down)."""
+        return _SLAP_LAYOUT[self]
+
+
+# Palms down on the platen: the right hand shows index..little from left to right, the left
+# hand little..index, and the two thumbs sit left thumb left, right thumb right. Segmentation and
+# the emulator both rely on this order, so it lives in one place.
+_SLAP_LAYOUT: dict[Slap, tuple[FingerPosition, ...]] = {
+    Slap.RIGHT_FOUR: (
+        FingerPosition.RIGHT_INDEX,
+        FingerPosition.RIGHT_MIDDLE,
+        FingerPosition.RIGHT_RING,
+        FingerPosition.RIGHT_LITTLE,
+    ),
+    Slap.LEFT_FOUR: (
+        FingerPosition.LEFT_LITTLE,
+        FingerPosition.LEFT_RING,
+        FingerPosition.LEFT_MIDDLE,
+        FingerPosition.LEFT_INDEX,
+    ),
+    Slap.TWO_THUMBS: (FingerPosition.LEFT_THUMB, FingerPosition.RIGHT_THUMB),
+}
+
+
+class Impression(IntEnum):
+    """ISO/IEC 19794-4 impression type codes used here (live-scan only)."""
+
+    LIVE_PLAIN = 0
+    LIVE_ROLLED = 1
+
+
+@dataclass(frozen=True)
+class ScannerCapabilities:
+    """What kinds of capture a scanner offers, and its native image geometry."""
+
+    single_finger: bool
+    slaps: frozenset[Slap]
+    rolled: bool
+    ppi: int
+    bit_depth: int = 8
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON form for diagnostics."""
+        return {
+            "single_finger": self.single_finger,
+            "slaps": sorted(s.name.lower() for s in self.slaps),
+            "rolled": self.rolled,
+            "ppi": self.ppi,
+            "bit_depth": self.bit_depth,
+        }
+
+
+@dataclass(frozen=True)
+class FingerCapture:
+    """One captured finger: an 8-bit greyscale image with its position and quality.
+
+    ``quality`` is 0-100 and ``quality_method`` names how it was computed (never "NFIQ 2" unless
+    NFIQ 2 really computed it). ``bbox`` is the finger's box (left, top, right, bottom) inside the
+    slap image it was segmented from, or None for a single-finger capture.
+    """
+
+    position: FingerPosition
+    image: Image.Image
+    ppi: int
+    quality: int
+    quality_method: str
+    impression: Impression = Impression.LIVE_PLAIN
+    bbox: tuple[int, int, int, int] | None = None
+
+    def __post_init__(self) -> None:
+        # A wrong image mode here would silently corrupt every downstream record, so refuse it.
+        if self.image.mode != "L":
+            raise ValueError(f"finger image must be 8-bit greyscale (mode L), got {self.image.mode}")
+        if not 0 <= self.quality <= 100:
+            raise ValueError(f"quality must be 0-100, got {self.quality}")
+        if self.ppi <= 0:
+            raise ValueError(f"ppi must be positive, got {self.ppi}")
+
+    def describe(self) -> dict[str, object]:
+        """JSON-able metadata without the image (safe for logs and diagnostics)."""
+        return {
+            "position": int(self.position),
+            "width": self.image.width,
+            "height": self.image.height,
+            "ppi": self.ppi,
+            "quality": self.quality,
+            "quality_method": self.quality_method,
+            "impression": int(self.impression),
+        }
+
+
+@dataclass(frozen=True)
+class SlapCapture:
+    """One slap: the whole platen image and the fingers segmented from it.
+
+    ``skipped`` lists fingers the operator declared absent (amputated, bandaged); they have no
+    entry in ``fingers``.
+    """
+
+    slap: Slap
+    image: Image.Image
+    ppi: int
+    fingers: tuple[FingerCapture, ...]
+    skipped: frozenset[FingerPosition] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.image.mode != "L":
+            raise ValueError(f"slap image must be 8-bit greyscale (mode L), got {self.image.mode}")
+        expected = [f for f in self.slap.fingers if f not in self.skipped]
+        got = [f.position for f in self.fingers]
+        if got != expected:
+            raise ValueError(f"slap {self.slap.name} expects fingers {expected}, got {got}")
+
+    def finger(self, position: FingerPosition) -> FingerCapture:
+        """The segmented capture of ``position``; KeyError when it was skipped."""
+        for f in self.fingers:
+            if f.position == position:
+                return f
+        raise KeyError(position)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class NoFingerError(UserRetryError):
+    """No finger was placed before the capture timeout."""
+
+    hint_id = "Jari tidak terdeteksi. Letakkan jari dengan rata di kaca pemindai."
+    hint_en = "No finger detected. Place the finger flat on the scanner glass."
+
+
+class FingerQualityError(UserRetryError):
+    """The print was captured but is not good enough; ``reason`` says why."""
+
+    _HINTS: dict[str, tuple[str, str]] = {
+        "dry": (
+            "Jari terlalu kering. Tiup jari atau sentuh dahi sebentar, lalu ulangi.",
+            "The finger is too dry. Breathe on it or touch the forehead briefly, then try again.",
+        ),
+        "wet": (
+            "Jari terlalu basah. Keringkan jari dengan tisu, lalu ulangi.",
+            "The finger is too wet. Dry it with a tissue, then try again.",
+        ),
+        "smudge": (
+            "Gambar buram. Bersihkan kaca pemindai dan jangan geser jari saat dipindai.",
+            "The image is smudged. Clean the scanner glass and keep the finger still.",
+        ),
+        "partial": (
+            "Jari hanya sebagian terbaca. Letakkan jari di tengah kaca dan tekan rata.",
+            "Only part of the finger was read. Place it in the middle of the glass and press flat.",
+        ),
+        "features": (
+            "Kualitas sidik jari kurang. Bersihkan jari dan kaca pemindai, lalu ulangi.",
+            "Fingerprint quality too low. Clean the finger and the scanner glass, then try again.",
+        ),
+    }
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str = "features",
+        quality: int | None = None,
+        device: str | None = None,
+    ) -> None:
+        hint_id, hint_en = self._HINTS.get(reason, self._HINTS["features"])
+        super().__init__(message, hint_id=hint_id, hint_en=hint_en, device=device)
+        self.reason = reason
+        self.quality = quality
+
+
+class CaptureCancelledError(UserRetryError):
+    """The capture was cancelled before it finished; the device is fine."""
+
+    hint_id = "Pengambilan sidik jari dibatalkan. Mulai lagi bila siap."
+    hint_en = "Fingerprint capture was cancelled. Start again when ready."
+
+
+class CaptureNotSupportedError(DeviceError):
+    """This scanner cannot do the requested kind of capture (checked before any I/O)."""
+
+    hint_id = "Pemindai ini tidak mendukung cara pengambilan ini. Gunakan pemindai sepuluh jari."
+    hint_en = "This scanner cannot do this kind of capture. Use the ten-print scanner."
+
+
+# --------------------------------------------------------------------------- interface
+
+
+@runtime_checkable
+class FingerprintScanner(Device, Protocol):
+    """A fingerprint scanner: single fingers always, slaps and rolled prints where offered.
+
+    Every capture waits at most ``timeout`` seconds for the finger(s) and returns early with
+    :class:`CaptureCancelledError` once ``cancel`` is set. Images are 8-bit greyscale at
+    ``capabilities().ppi``.
+    """
+
+    def capabilities(self) -> ScannerCapabilities:
+        """What this scanner can capture (constant after ``open``)."""
+
+    def capture_finger(
+        self,
+        position: FingerPosition,
+        *,
+        timeout: float,
+        rolled: bool = False,
+        cancel: threading.Event | None = None,
+    ) -> FingerCapture:
+        """Capture one finger (plain, or rolled when ``rolled`` and the scanner offers it).
+
+        Raises:
+            NoFingerError, FingerQualityError, CaptureCancelledError: the person must retry.
+            CaptureNotSupportedError: ``rolled`` asked of a scanner without rolled capture.
+            DeviceMissingError, DeviceTimeoutError, DeviceFaultError, DeviceProtocolError.
+        """
+
+    def capture_slap(
+        self,
+        slap: Slap,
+        *,
+        timeout: float,
+        skip: Collection[FingerPosition] = (),
+        cancel: threading.Event | None = None,
+    ) -> SlapCapture:
+        """Capture one slap of the 4-4-2 sequence, segmented per finger with per-finger quality.
+
+        ``skip`` names fingers of this slap that are absent (they are not segmented).
+
+        Raises:
+            as ``capture_finger``; CaptureNotSupportedError when the scanner has no slaps.
+        """
