@@ -49,7 +49,8 @@ def prepare_state_dir(path: Path) -> Path:
 
 def lock_state_dir(path: Path) -> IO[bytes]:
     """Take the daemon's exclusive lock; a second daemon on the same directory is refused."""
-    fh = open(path / "daemon.lock", "a+b")  # noqa: SIM115 - held for the process lifetime
+    # Held open for the process lifetime: the lock dies with the process, even on kill -9.
+    fh = open(path / "daemon.lock", "a+b")
     try:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
