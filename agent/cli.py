@@ -22,6 +22,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("demo", "agent.commands.demo"),
     ("diag", "agent.commands.diag"),
     ("config", "agent.commands.config"),
+    ("keys", "agent.commands.keys"),
     ("version", "agent.commands.version"),
 ]
 
