@@ -132,6 +132,27 @@ class JournalConfig:
     retention_seconds: int = key(
         "Keep acknowledged packets this long before purging (0: purge at once).", 0, minimum=0
     )
+    write_wait_seconds: float = key(
+        "Longest wait for the journal's single writer (e.g. while a packet streams in) before an error.",
+        30.0,
+        minimum=0.1,
+        maximum=600.0,
+    )
+    integrity_full_max_bytes: int = key(
+        "At start-up run PRAGMA integrity_check up to this database size, the faster quick_check above.",
+        256 * 1024**2,
+        minimum=0,
+    )
+    verify_on_open_max_bytes: int = key(
+        "At start-up re-hash every chunk of the backlog when it is at most this big (else on read).",
+        128 * 1024**2,
+        minimum=0,
+    )
+    events_keep_seconds: int = key(
+        "Keep events already sent this long (for diagnostics), then delete them.",
+        7 * 24 * 3600,
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1013 @@
+"""The durable journal: packets in fixed-size chunk rows, their outbox state, events, quota.
+
+One SQLite file in WAL mode in the state directory. One writer: every change goes through
+one connection guarded by a condition variable, and each wait for it is bounded by
+``journal.write_wait_seconds``. Readers (outbox, read_range, headroom) use their own
+per-thread connections, so the uplink reads while a packet is being written.
+
+A packet is written inside ONE write transaction that begin_packet opens and commit()
+closes with ``synchronous=FULL`` (the WAL is fsynced before COMMIT returns). That is the
+whole crash-safety argument: a kill -9, a power cut or ENOSPC in the middle leaves only
+uncommitted WAL frames, which SQLite ignores, so nothing partial is ever visible and no
+clean-up write is needed on a full disk. The price is that other writers wait while a
+packet streams in; the packet writer produces bytes as fast as it encrypts, so that is a
+fraction of a second for a normal enrollment (see docs/journal.md).
+
+Raw ``sqlite3`` is used on the hot path (chunk inserts, range reads): sqlite-utils adds a
+Python layer per row and would not let us bind a memoryview without copying.
+``Journal.db`` hands other modules a sqlite-utils ``Database`` for their own tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from agent.config import JournalConfig
+from agent.journal.errors import (
+    CorruptPacketError,
+    DuplicatePacketError,
+    HashMismatchError,
+    InvalidTransitionError,
+    JournalBusyError,
+    JournalCorruptError,
+    JournalError,
+    JournalFullError,
+    PacketTooLargeError,
+    UnknownPacketError,
+)
+from agent.journal.model import (
+    DELIVERED,
+    PURGED,
+    QUARANTINED,
+    QUEUED,
+    SENDING,
+    UNACKED,
+    WRITING,
+    EventRow,
+    Headroom,
+    PacketInfo,
+    bitmap_from,
+    bitmap_to,
+    chunk_count,
+    iso,
+    parse_iso,
+    utc_now,
+)
+from agent.journal.schema import DDL, PAGE_SIZE, SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "journal.sqlite3"
+SQLITE_FULL = 13
+_OWN_TABLES = frozenset({"packets", "chunks", "events", "schemas", "meta", "sqlite_sequence"})
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+_SCHEMA_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_DDL_RE = re.compile(
+    r"\s*CREATE\s+(?:UNIQUE\s+)?(TABLE|INDEX|VIEW)\s+IF\s+NOT\s+EXISTS\s+[\"`\[]?(\w+)",
+    re.IGNORECASE,
+)
+_MAX_EVENT_BYTES = 64 * 1024
+_PACKET_COLS = (
+    "packet_id, station_id, created_at, size, sha256, state, priority, attempts, rejects,"
+    " confirmed_chunks, confirmed_chunk_size, exported_at, chunk_bytes, last_error, saved_at,"
+    " delivered_at, purged_at"
+)
+
+
+def db_path(state_dir: Path) -> Path:
+    """Where the journal lives inside the state directory."""
+    return Path(state_dir) / DB_NAME
+
+
+def _row_to_info(row: tuple[Any, ...]) -> PacketInfo:
+    (pid, station, created, size, sha, state, prio, attempts, rejects, bitmap, csize,
+     exported_at, chunk_bytes, last_error, saved_at, delivered_at, purged_at) = row
+    return PacketInfo(
+        packet_id=pid, station_id=station, created_at=created, size=size, sha256=sha,
+        state=state, priority=prio, attempts=attempts, rejects=rejects,
+        confirmed_chunks=bitmap_to(bitmap), confirmed_chunk_size=csize,
+        exported=exported_at is not None, chunk_bytes=chunk_bytes, last_error=last_error,
+        saved_at=saved_at, delivered_at=delivered_at, purged_at=purged_at,
+    )
+
+
+def _map_sqlite_error(exc: sqlite3.Error, what: str) -> JournalError:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF == SQLITE_FULL:
+        return JournalFullError(f"{what}: the disk is full ({exc})")
+    return JournalError(f"{what}: SQLite error: {exc}")
+
+
+def scan_packet(conn: sqlite3.Connection, packet_id: str) -> list[str]:
+    """Re-hash every chunk of one packet and the whole file; return problems (empty: fine).
+
+    Reads one chunk row at a time, so memory stays at one chunk whatever the packet size.
+    """
+    row = conn.execute(
+        "SELECT size, sha256, chunk_bytes, chunk_count FROM packets WHERE packet_id = ?",
+        (packet_id,),
+    ).fetchone()
+    if row is None:
+        return [f"packet {packet_id}: no metadata row"]
+    size, sha, csize, count = row
+    problems: list[str] = []
+    whole = hashlib.sha256()
+    expected_idx = 0
+    total = 0
+    for idx, digest, data in conn.execute(
+        "SELECT idx, sha256, data FROM chunks WHERE packet_id = ? ORDER BY idx", (packet_id,)
+    ):
+        if idx != expected_idx:
+            problems.append(f"packet {packet_id}: chunk {expected_idx} missing")
+            expected_idx = idx
+        if hashlib.sha256(data).digest() != digest:
+            problems.append(f"packet {packet_id}: chunk {idx} does not match its SHA-256")
+        if idx < count - 1 and len(data) != csize:
+            problems.append(f"packet {packet_id}: chunk {idx} has {len(data)} bytes, expected {csize}")
+        whole.update(data)
+        total += len(data)
+        expected_idx += 1
+    if expected_idx != count:
+        problems.append(f"packet {packet_id}: {expected_idx} chunks stored, expected {count}")
+    if total != size:
+        problems.append(f"packet {packet_id}: {total} bytes stored, expected {size}")
+    if not problems and whole.hexdigest() != sha:
+        problems.append(f"packet {packet_id}: packet SHA-256 does not match")
+    return problems
+
+
+def _check_id(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
+        raise JournalError(f"{what} {value!r}: expected 1-128 characters of A-Z a-z 0-9 _ . : -")
+    return value
+
+
+class PacketSink:
+    """A file-like target for one packet: ``write`` streams chunk rows, ``commit`` makes it durable.
+
+    Holds at most one chunk in memory. Use as a context manager: leaving the block without
+    ``commit()`` aborts, and nothing of the packet remains.
+    """
+
+    def __init__(self, journal: Journal, packet_id: str, station_id: str, created_at: str,
+                 priority: int, chunk_bytes: int, quota_left: int) -> None:
+        self._journal = journal
+        self.packet_id = packet_id
+        self._station_id = station_id
+        self._created_at = created_at
+        self._priority = priority
+        self._chunk_bytes = chunk_bytes
+        self._quota_left = quota_left
+        self._max_packet = journal.cfg.max_packet_bytes
+        self._buf = bytearray()
+        self._hash = hashlib.sha256()
+        self._size = 0  # bytes accepted by write(), buffered or stored
+        self._stored = 0  # bytes already inserted as chunk rows
+        self._next_idx = 0
+        self._open = True
+
+    # -- file-like surface
+    def writable(self) -> bool:
+        """Always true while open (io protocol)."""
+        return self._open
+
+    @property
+    def closed(self) -> bool:
+        """True after commit or abort (io protocol)."""
+        return not self._open
+
+    def flush(self) -> None:
+        """Nothing to do: chunks are stored as they fill; durability comes from commit()."""
+
+    def write(self, b: bytes | bytearray | memoryview) -> int:
+        """Append bytes; full chunks go to the journal at once. Returns ``len(b)``."""
+        if not self._open:
+            raise JournalError(f"packet {self.packet_id}: write after commit or abort")
+        view = memoryview(b).cast("B")
+        n = len(view)
+        if self._size + n > self._max_packet:
+            self.abort()
+            raise PacketTooLargeError(
+                f"packet {self.packet_id}: larger than journal.max_packet_bytes "
+                f"({self._max_packet} bytes); nothing was kept"
+            )
+        pos = 0
+        chunk = self._chunk_bytes
+        while pos < n:
+            if not self._buf and n - pos >= chunk:
+                # A whole chunk straight from the caller's buffer: no copy.
+                self._store(view[pos:pos + chunk])
+                pos += chunk
+                continue
+            take = min(chunk - len(self._buf), n - pos)
+            self._buf += view[pos:pos + take]
+            pos += take
+            if len(self._buf) == chunk:
+                self._store(self._buf)
+                self._buf.clear()
+        self._size += n
+        return n
+
+    def _store(self, data: bytes | bytearray | memoryview) -> None:
+        if self._stored + len(data) > self._quota_left:
+            self.abort()
+            raise JournalFullError(
+                f"packet {self.packet_id}: journal quota (journal.max_bytes) reached; "
+                "nothing of this packet was kept"
+            )
+        self._hash.update(data)
+        digest = hashlib.sha256(data).digest()
+        self._journal._sink_insert(self, self._next_idx, digest, data)
+        self._next_idx += 1
+        self._stored += len(data)
+
+    def commit(self) -> PacketInfo:
+        """Store the last chunk, COMMIT with fsync, and only then return the packet's info."""
+        if not self._open:
+            raise JournalError(f"packet {self.packet_id}: commit after commit or abort")
+        if self._buf:
+            self._store(self._buf)
+            self._buf.clear()
+        if self._size == 0:
+            self.abort()
+            raise JournalError(f"packet {self.packet_id}: empty packet; nothing was kept")
+        info = self._journal._sink_commit(
+            self, size=self._size, sha256=self._hash.hexdigest(), count=self._next_idx,
+            chunk_bytes=self._chunk_bytes,
+        )
+        self._open = False
+        self._buf = bytearray()
+        return info
+
+    def abort(self) -> None:
+        """Drop everything written so far; the journal is as if begin_packet never ran."""
+        if not self._open:
+            return
+        self._open = False
+        self._buf = bytearray()
+        self._journal._sink_abort(self)
+
+    def _closed_by_journal(self) -> None:
+        self._open = False
+        self._buf = bytearray()
+
+    def __enter__(self) -> PacketSink:
+        """Context manager: abort on leaving without commit."""
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        """Abort unless committed."""
+        self.abort()
+
+    # Expose descriptive info to callers (e.g. the writer) without reaching into privates.
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        return self._size
+
+    @property
+    def station_id(self) -> str:
+        """The station this packet belongs to."""
+        return self._station_id
+
+    @property
+    def created_at(self) -> str:
+        """Creation time (normalised ISO 8601 UTC)."""
+        return self._created_at
+
+    @property
+    def priority(self) -> int:
+        """Outbox priority."""
+        return self._priority
+
+
+class Journal:
+    """The durable journal (contract A in docs/journal.md). Thread-safe; one writer."""
+
+    def __init__(self, path: Path, cfg: JournalConfig, *,
+                 clock: Callable[[], datetime] = utc_now) -> None:
+        """Use :meth:`open`; this only sets fields."""
+        self.path = path
+        self.cfg = cfg
+        self._clock = clock
+        self._wait = float(cfg.write_wait_seconds)
+        self._cv = threading.Condition(threading.Lock())
+        self._owner: threading.Thread | None = None
+        self._sink: PacketSink | None = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._db: Any = None
+        self._warning = False
+        self._conn: sqlite3.Connection | None = None
+
+    # ------------------------------------------------------------------ open / close
+
+    @classmethod
+    def open(cls, state_dir: Path, cfg: JournalConfig, *, recover: bool = True,
+             clock: Callable[[], datetime] = utc_now) -> Journal:
+        """Open (creating if needed) the journal in ``state_dir`` and run start-up recovery.
+
+        ``recover=False`` is for command-line tools that run beside a live daemon: they
+        must not reset the daemon's 'sending' packets. They still get an integrity check.
+        """
+        path = db_path(state_dir)
+        j = cls(path, cfg, clock=clock)
+        j._connect()
+        try:
+            j._integrity_check()
+            if recover:
+                j._recover()
+            j._warning = j._meta_get("storage_warning") == "1"
+        except BaseException:
+            j.close()
+            raise
+        return j
+
+    def _connect(self) -> None:
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        if new:
+            # Private from the first byte: SQLite gives -wal and -shm the same mode.
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=self._wait)
+        except sqlite3.Error as exc:
+            raise JournalError(f"{self.path}: cannot open the journal: {exc}") from exc
+        self._conn = conn
+        try:
+            if new:
+                conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise JournalError(f"{self.path}: cannot switch to WAL mode (got {mode})")
+            # FULL: the WAL is fsynced at every COMMIT, so "saved" survives a power cut
+            # (NORMAL in WAL mode may lose the last commits; research note §1.2).
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA secure_delete = ON")
+            conn.execute("PRAGMA foreign_keys = ON")
+            # A small page cache: memory must not grow with packet size (<= 8 MB budget).
+            conn.execute("PRAGMA cache_size = -2048")
+            # After a checkpoint the WAL file is cut back to this, returning disk space.
+            conn.execute(f"PRAGMA journal_size_limit = {32 * 1024 * 1024}")
+            if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+                log.warning("journal %s was created without auto_vacuum=INCREMENTAL; "
+                            "purged space is reused but the file will not shrink", self.path)
+            conn.executescript(DDL)
+            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                         (str(SCHEMA_VERSION),))
+        except sqlite3.DatabaseError as exc:
+            raise JournalCorruptError(
+                f"{self.path}: not a usable journal database ({exc}); run `rekam journal check`"
+            ) from exc
+
+    def close(self) -> None:
+        """Abort an open packet, checkpoint the WAL, close every connection."""
+        with self._cv:
+            if self._sink is not None:
+                self._rollback_open_sink("journal closed")
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error as exc:
+                log.warning("journal checkpoint at close failed: %s", exc)
+            conn.close()
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for r in readers:
+            r.close()
+
+    def __enter__(self) -> Journal:
+        """Context manager closing the journal."""
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        """Close."""
+        self.close()
+
+    # ------------------------------------------------------------------ connections
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._conn is None:
+                raise JournalError("journal is closed")
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=self._wait)
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("PRAGMA cache_size = -1024")
+            with self._readers_lock:
+                self._readers.append(conn)
+            self._local.conn = conn
+        return conn
+
+    def _acquire(self) -> None:
+        if not self._cv.acquire(timeout=self._wait):
+            raise JournalBusyError(
+                f"journal writer busy for more than {self._wait:g} s (journal.write_wait_seconds)"
+            )
+
+    def _wait_owner_free(self) -> None:
+        """With the lock held: wait (bounded) until no packet transaction is open."""
+        deadline = time.monotonic() + self._wait
+        while self._owner is not None:
+            if self._owner is threading.current_thread():
+                raise JournalError(
+                    "this thread has a packet open in the journal; commit or abort it first"
+                )
+            if not self._owner.is_alive():
+                log.warning("journal: a writer thread ended with packet %s open; aborting it",
+                            self._sink.packet_id if self._sink else "?")
+                self._rollback_open_sink("writer thread ended")
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise JournalBusyError(
+                    f"journal writer busy with a packet for more than {self._wait:g} s "
+                    "(journal.write_wait_seconds)"
+                )
+            # Wake at least every second to notice an owner thread that died.
+            self._cv.wait(min(remaining, 1.0))
+
+    def _writer(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise JournalError("journal is closed")
+        return self._conn
+
+    @contextmanager
+    def _txn(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One short write transaction: wait for the writer, BEGIN IMMEDIATE ... COMMIT (fsync)."""
+        self._acquire()
+        try:
+            self._wait_owner_free()
+            conn = self._writer()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _map_sqlite_error(exc, what) from exc
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        log.warning("journal: rollback after failed %s also failed", what)
+                if isinstance(exc, sqlite3.Error):
+                    raise _map_sqlite_error(exc, what) from exc
+                raise
+        finally:
+            self._cv.release()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """Write to other modules' tables: yields ``self.db`` inside BEGIN IMMEDIATE ... COMMIT.
+
+        Waits (bounded) for an open packet to finish. COMMIT is fsynced like every write.
+        """
+        with self._txn("transaction"):
+            yield self.db
+
+    @property
+    def db(self) -> Any:
+        """The sqlite_utils ``Database`` over the writer connection (write inside transaction())."""
+        if self._db is None:
+            from sqlite_utils import Database
+
+            self._db = Database(self._writer())
+        return self._db
+
+    # ------------------------------------------------------------------ recovery
+
+    def _integrity_check(self) -> None:
+        conn = self._writer()
+        size = self.path.stat().st_size
+        wal = self.path.with_name(self.path.name + "-wal")
+        if wal.exists():
+            size += wal.stat().st_size
+        # integrity_check also cross-checks every index against its table; on a large
+        # journal quick_check (same page-level checks, no index cross-check) keeps start-up fast.
+        pragma = "integrity_check" if size <= self.cfg.integrity_full_max_bytes else "quick_check"
+        try:
+            rows = conn.execute(f"PRAGMA {pragma}(20)").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise JournalCorruptError(
+                f"{self.path}: {pragma} failed ({exc}); run `rekam journal check`"
+            ) from exc
+        if rows != [("ok",)]:
+            detail = "; ".join(str(r[0]) for r in rows[:5])
+            raise JournalCorruptError(f"{self.path}: {pragma} found damage: {detail}")
+        log.info("journal %s: %s ok (%d bytes)", self.path.name, pragma, size)
+
+    def _recover(self) -> None:
+        with self._txn("start-up recovery") as conn:
+            leftovers = [r[0] for r in conn.execute(
+                "SELECT packet_id FROM packets WHERE state = ?", (WRITING,))]
+            for pid in leftovers:
+                conn.execute("DELETE FROM chunks WHERE packet_id = ?", (pid,))
+                conn.execute("DELETE FROM packets WHERE packet_id = ?", (pid,))
+            orphans = conn.execute(
+                "DELETE FROM chunks WHERE packet_id NOT IN "
+                "(SELECT packet_id FROM packets WHERE state != 'purged')"
+            ).rowcount
+            reset = conn.execute(
+                "UPDATE packets SET state = 'queued' WHERE state = 'sending'").rowcount
+            if leftovers or orphans or reset:
+                self._add_event_in(conn, "journal_recovered", {
+                    "writing_removed": len(leftovers), "orphan_chunks_removed": orphans,
+                    "sending_reset": reset,
+                })
+        if leftovers or orphans or reset:
+            log.info("journal recovery: %d unfinished packets removed, %d orphan chunks, "
+                     "%d sending reset to queued", len(leftovers), orphans, reset)
+        # Verify chunk hashes of the backlog now when it is small enough to be quick;
+        # otherwise every chunk is still verified when read (read_range) and by `journal check`.
+        backlog = self._reader().execute(
+            "SELECT coalesce(sum(size), 0) FROM packets WHERE state IN ('queued','sending')"
+        ).fetchone()[0]
+        if backlog <= self.cfg.verify_on_open_max_bytes:
+            self.verify_backlog()
+        self.purge_due()
+
+    def verify_backlog(self) -> list[str]:
+        """Re-hash every queued packet; quarantine (and report) each corrupt one. Returns their ids."""
+        reader = self._reader()
+        ids = [r[0] for r in reader.execute(
+            "SELECT packet_id FROM packets WHERE state IN ('queued','sending')")]
+        bad: list[str] = []
+        for pid in ids:
+            problems = scan_packet(reader, pid)
+            if problems:
+                self._quarantine(pid, problems[0])
+                bad.append(pid)
+        return bad
+
+    def _quarantine(self, packet_id: str, reason: str) -> None:
+        log.error("journal: packet %s quarantined: %s", packet_id, reason)
+        with self._txn("quarantine") as conn:
+            conn.execute(
+                "UPDATE packets SET state = 'quarantined', quarantined_at = ?, last_error = ? "
+                "WHERE packet_id = ? AND state IN ('queued','sending')",
+                (self._now(), reason, packet_id))
+            self._add_event_in(conn, "packet_quarantined",
+                               {"packet_id": packet_id, "reason": reason})
+
+    # ------------------------------------------------------------------ packets: write
+
+    def begin_packet(self, packet_id: str, *, station_id: str, created_at: str,
+                     priority: int = 0) -> PacketSink:
+        """Open one packet for streaming; the journal's writer is held until commit/abort."""
+        _check_id(packet_id, "packet id")
+        _check_id(station_id, "station id")
+        if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 1000:
+            raise JournalError(f"priority {priority!r}: expected an integer -1000..1000")
+        try:
+            created = iso(parse_iso(created_at))
+        except ValueError as exc:
+            raise JournalError(f"created_at {created_at!r}: {exc}") from None
+        self._acquire()
+        try:
+            self._wait_owner_free()
+            conn = self._writer()
+            if conn.execute("SELECT 1 FROM packets WHERE packet_id = ?", (packet_id,)).fetchone():
+                raise DuplicatePacketError(f"packet {packet_id} is already in the journal")
+            used = self._used_bytes(conn)
+            quota_left = self.cfg.max_bytes - used
+            if quota_left <= 0:
+                raise JournalFullError(
+                    f"journal quota reached ({used} of {self.cfg.max_bytes} bytes)")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _map_sqlite_error(exc, f"packet {packet_id}") from exc
+            sink = PacketSink(self, packet_id, station_id, created, priority,
+                              self.cfg.chunk_bytes, quota_left)
+            self._owner = threading.current_thread()
+            self._sink = sink
+            return sink
+        finally:
+            self._cv.release()
+
+    def _sink_insert(self, sink: PacketSink, idx: int, digest: bytes,
+                     data: bytes | bytearray | memoryview) -> None:
+        self._acquire()
+        try:
+            if self._sink is not sink:
+                raise JournalError(f"packet {sink.packet_id} was aborted")
+            try:
+                self._writer().execute(
+                    "INSERT INTO chunks (packet_id, idx, sha256, data) VALUES (?, ?, ?, ?)",
+                    (sink.packet_id, idx, digest, data))
+            except sqlite3.Error as exc:
+                self._rollback_open_sink(f"chunk insert failed: {exc}")
+                err = _map_sqlite_error(exc, f"packet {sink.packet_id}")
+                raise type(err)(f"{err}; nothing of this packet was kept") from exc
+        finally:
+            self._cv.release()
+
+    def _sink_commit(self, sink: PacketSink, *, size: int, sha256: str, count: int,
+                     chunk_bytes: int) -> PacketInfo:
+        now = self._now()
+        self._acquire()
+        try:
+            if self._sink is not sink:
+                raise JournalError(f"packet {sink.packet_id} was aborted")
+            conn = self._writer()
+            try:
+                conn.execute(
+                    "INSERT INTO packets (packet_id, station_id, created_at, priority, state, size,"
+                    " sha256, chunk_bytes, chunk_count, saved_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (sink.packet_id, sink.station_id, sink.created_at, sink.priority, QUEUED,
+                     size, sha256, chunk_bytes, count, now))
+                conn.execute("COMMIT")  # synchronous=FULL: returns after the WAL fsync
+            except sqlite3.Error as exc:
+                self._rollback_open_sink(f"commit failed: {exc}")
+                err = _map_sqlite_error(exc, f"packet {sink.packet_id}")
+                raise type(err)(f"{err}; the packet was NOT saved") from exc
+            self._owner = None
+            self._sink = None
+            self._cv.notify_all()
+        finally:
+            self._cv.release()
+        log.info("journal: packet %s saved (%d bytes, %d chunks)", sink.packet_id, size, count)
+        self._update_watermark()
+        return PacketInfo(
+            packet_id=sink.packet_id, station_id=sink.station_id, created_at=sink.created_at,
+            size=size, sha256=sha256, state=QUEUED, priority=sink.priority, attempts=0,
+            rejects=0, confirmed_chunks=frozenset(), confirmed_chunk_size=0, exported=False,
+            chunk_bytes=chunk_bytes, saved_at=now,
+        )
+
+    def _sink_abort(self, sink: PacketSink) -> None:
+        self._acquire()
+        try:
+            if self._sink is sink:
+                self._rollback_open_sink("aborted by caller")
+        finally:
+            self._cv.release()
+
+    def _rollback_open_sink(self, why: str) -> None:
+        """With the lock held: roll back the open packet transaction and free the writer."""
+        sink = self._sink
+        conn = self._conn
+        if conn is not None and conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                log.warning("journal: rollback failed: %s", exc)
+        if conn is not None:
+            # After ENOSPC the WAL may be long; give its space back if a checkpoint can run.
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error:
+                log.debug("journal: checkpoint after rollback failed")
+        if sink is not None:
+            sink._closed_by_journal()
+            log.warning("journal: packet %s not saved (%s)", sink.packet_id, why)
+        self._owner = None
+        self._sink = None
+        self._cv.notify_all()
+
+    # ------------------------------------------------------------------ packets: read
+
+    def packet(self, packet_id: str) -> PacketInfo | None:
+        """The packet's info, or None. Purged packets remain as tombstones (state 'purged')."""
+        row = self._reader().execute(
+            f"SELECT {_PACKET_COLS} FROM packets WHERE packet_id = ?", (packet_id,)).fetchone()
+        return _row_to_info(row) if row else None
+
+    def _require(self, conn: sqlite3.Connection, packet_id: str) -> PacketInfo:
+        row = conn.execute(
+            f"SELECT {_PACKET_COLS} FROM packets WHERE packet_id = ?", (packet_id,)).fetchone()
+        if row is None:
+            raise UnknownPacketError(f"no packet {packet_id} in the journal")
+        return _row_to_info(row)
+
+    def outbox(self, limit: int) -> list[PacketInfo]:
+        """Packets to send (queued or sending): priority high first, then oldest first."""
+        if limit < 0:
+            raise JournalError("limit must be >= 0")
+        rows = self._reader().execute(
+            f"SELECT {_PACKET_COLS} FROM packets WHERE state IN ('queued','sending') "
+            "ORDER BY priority DESC, created_at ASC, packet_id LIMIT ?", (limit,)).fetchall()
+        return [_row_to_info(r) for r in rows]
+
+    def packets(self, states: Iterable[str] = UNACKED, limit: int = 1000) -> list[PacketInfo]:
+        """Packets in the given states, oldest first (export, status screens)."""
+        states = tuple(states)
+        marks = ",".join("?" * len(states))
+        rows = self._reader().execute(
+            f"SELECT {_PACKET_COLS} FROM packets WHERE state IN ({marks}) "
+            "ORDER BY created_at, packet_id LIMIT ?", (*states, limit)).fetchall()
+        return [_row_to_info(r) for r in rows]
+
+    def read_range(self, packet_id: str, offset: int, length: int) -> bytes:
+        """Bytes ``[offset, offset+length)`` of a stored packet (clipped at its end).
+
+        Every chunk touched is checked against its SHA-256; a mismatch quarantines the
+        packet, records an event and raises :class:`CorruptPacketError`.
+        """
+        if offset < 0 or length < 0:
+            raise JournalError(f"read_range: offset {offset} and length {length} must be >= 0")
+        conn = self._reader()
+        conn.execute("BEGIN")  # one snapshot for the metadata and every chunk read
+        try:
+            info = self._require(conn, packet_id)
+            if info.state in (PURGED, WRITING):
+                raise InvalidTransitionError(
+                    f"packet {packet_id} is {info.state}; its bytes are not in the journal")
+            if offset > info.size:
+                raise JournalError(f"read_range: offset {offset} is past the end ({info.size})")
+            end = min(info.size, offset + length)
+            if end <= offset:
+                return b""
+            csize = info.chunk_bytes
+            first, last = offset // csize, (end - 1) // csize
+            out = bytearray()
+            bad: str | None = None
+            expected = first
+            for idx, digest, data in conn.execute(
+                "SELECT idx, sha256, data FROM chunks WHERE packet_id = ? AND idx BETWEEN ? AND ? "
+                "ORDER BY idx", (packet_id, first, last)):
+                if idx != expected or hashlib.sha256(data).digest() != digest:
+                    bad = f"chunk {expected} missing or not matching its SHA-256"
+                    break
+                base = idx * csize
+                out += memoryview(data)[max(offset - base, 0):min(end - base, len(data))]
+                expected += 1
+            if bad is None and expected != last + 1:
+                bad = f"chunk {expected} missing"
+        finally:
+            conn.execute("COMMIT")
+        if bad is not None:
+            self._quarantine(packet_id, bad)
+            raise CorruptPacketError(f"packet {packet_id}: {bad}; quarantined")
+        return bytes(out)
+
+    # ------------------------------------------------------------------ packets: state
+
+    def mark_sending(self, packet_id: str) -> None:
+        """queued|sending -> sending; counts one more attempt."""
+        with self._txn("mark_sending") as conn:
+            info = self._require(conn, packet_id)
+            if info.state not in (QUEUED, SENDING):
+                raise InvalidTransitionError(f"packet {packet_id}: cannot send from {info.state}")
+            conn.execute("UPDATE packets SET state = 'sending', attempts = attempts + 1, "
+                         "sending_at = ? WHERE packet_id = ?", (self._now(), packet_id))
+
+    def mark_confirmed_chunks(self, packet_id: str, chunk_size: int,
+                              indices: Iterable[int]) -> None:
+        """Add chunks head office holds; a different chunk_size replaces the old set."""
+        idx = frozenset(indices)
+        if chunk_size <= 0:
+            raise JournalError(f"chunk_size {chunk_size} must be > 0")
+        with self._txn("mark_confirmed_chunks") as conn:
+            info = self._require(conn, packet_id)
+            if info.state in (DELIVERED, PURGED):
+                return  # late news about a packet already acknowledged whole
+            total = chunk_count(info.size, chunk_size)
+            outside = [i for i in idx if not 0 <= i < total]
+            if outside:
+                raise JournalError(
+                    f"packet {packet_id}: chunk indices {sorted(outside)[:5]} outside 0..{total - 1}")
+            merged = idx | info.confirmed_chunks if chunk_size == info.confirmed_chunk_size else idx
+            conn.execute("UPDATE packets SET confirmed_chunks = ?, confirmed_chunk_size = ? "
+                         "WHERE packet_id = ?", (bitmap_from(sorted(merged)), chunk_size, packet_id))
+
+    def mark_delivered(self, packet_id: str, sha256: str) -> None:
+        """Head office verified the whole packet: delivered, then purged per retention."""
+        with self._txn("mark_delivered") as conn:
+            info = self._require(conn, packet_id)
+            if sha256.lower() != info.sha256:
+                raise HashMismatchError(
+                    f"packet {packet_id}: acknowledged hash does not match the journaled packet")
+            if info.state in (DELIVERED, PURGED):
+                return  # a repeated ack: at-least-once on the wire
+            conn.execute("UPDATE packets SET state = 'delivered', delivered_at = ? "
+                         "WHERE packet_id = ?", (self._now(), packet_id))
+        log.info("journal: packet %s delivered", packet_id)
+        if self.cfg.retention_seconds == 0:
+            self.purge_due()
+
+    def mark_exported(self, packet_id: str) -> None:
+        """Record that the packet was copied to removable media (it stays until acknowledged)."""
+        with self._txn("mark_exported") as conn:
+            self._require(conn, packet_id)
+            conn.execute("UPDATE packets SET exported_at = ? WHERE packet_id = ?",
+                         (self._now(), packet_id))
+
+    def record_reject(self, packet_id: str, reason: str, max_rejects: int) -> bool:
+        """Head office rejected the packet: count it; quarantine at ``max_rejects``. True if now quarantined."""
+        reason = str(reason)[:500]
+        with self._txn("record_reject") as conn:
+            info = self._require(conn, packet_id)
+            if info.state == QUARANTINED:
+                return True
+            if info.state not in (QUEUED, SENDING):
+                raise InvalidTransitionError(
+                    f"packet {packet_id}: cannot record a reject in state {info.state}")
+            rejects = info.rejects + 1
+            quarantine = rejects >= max_rejects
+            conn.execute(
+                "UPDATE packets SET rejects = ?, last_error = ?, state = ?, quarantined_at = ? "
+                "WHERE packet_id = ?",
+                (rejects, reason, QUARANTINED if quarantine else QUEUED,
+                 self._now() if quarantine else None, packet_id))
+            if quarantine:
+                self._add_event_in(conn, "packet_quarantined",
+                                   {"packet_id": packet_id, "reason": reason, "rejects": rejects})
+        return quarantine
+
+    def purge_due(self) -> int:
+        """Purge delivered packets past retention (secure delete, tombstone kept); count them."""
+        cutoff = iso(self._clock() - timedelta(seconds=self.cfg.retention_seconds))
+        purged = 0
+        with self._txn("purge") as conn:
+            ids = [r[0] for r in conn.execute(
+                "SELECT packet_id FROM packets WHERE state = 'delivered' AND delivered_at <= ?",
+                (cutoff,))]
+            now = self._now()
+            for pid in ids:
+                # secure_delete=ON zeroes the freed pages, so no ciphertext lingers on disk.
+                conn.execute("DELETE FROM chunks WHERE packet_id = ?", (pid,))
+                conn.execute("UPDATE packets SET state = 'purged', purged_at = ?, "
+                             "confirmed_chunks = NULL WHERE packet_id = ?", (now, pid))
+            purged = len(ids)
+            events_cutoff = iso(self._clock() - timedelta(seconds=self.cfg.events_keep_seconds))
+            conn.execute("DELETE FROM events WHERE sent_at IS NOT NULL AND sent_at <= ?",
+                         (events_cutoff,))
+        if purged:
+            self._vacuum()
+            self._update_watermark()
+        return purged
+
+    def _vacuum(self) -> None:
+        self._acquire()
+        try:
+            if self._owner is not None:
+                return  # a packet is streaming in; the freed pages are reused by it anyway
+            try:
+                self._writer().execute("PRAGMA incremental_vacuum").fetchall()
+            except sqlite3.Error as exc:
+                log.warning("journal: incremental vacuum failed: %s", exc)
+        finally:
+            self._cv.release()
+
+    # ------------------------------------------------------------------ events
+
+    def add_event(self, kind: str, payload: dict[str, Any]) -> int:
+        """Journal one outgoing event (kept until mark_event_sent); return its id."""
+        with self._txn("add_event") as conn:
+            return self._add_event_in(conn, kind, payload)
+
+    def _add_event_in(self, conn: sqlite3.Connection, kind: str, payload: dict[str, Any]) -> int:
+        if not isinstance(kind, str) or not _SCHEMA_NAME_RE.fullmatch(kind):
+            raise JournalError(f"event kind {kind!r}: expected lower_snake_case, up to 64 characters")
+        if not isinstance(payload, dict):
+            raise JournalError("event payload must be a dict")
+        try:
+            text = json.dumps(payload, allow_nan=False, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise JournalError(f"event payload is not plain JSON: {exc}") from None
+        if len(text) > _MAX_EVENT_BYTES:
+            raise JournalError(f"event payload is {len(text)} bytes, limit {_MAX_EVENT_BYTES}")
+        cur = conn.execute("INSERT INTO events (kind, payload, created_at) VALUES (?, ?, ?)",
+                           (kind, text, self._now()))
+        return int(cur.lastrowid or 0)
+
+    def pending_events(self, limit: int) -> list[EventRow]:
+        """Events not yet marked sent, oldest first."""
+        rows = self._reader().execute(
+            "SELECT id, kind, payload, created_at FROM events WHERE sent_at IS NULL "
+            "ORDER BY id LIMIT ?", (limit,)).fetchall()
+        return [EventRow(id=r[0], kind=r[1], payload=json.loads(r[2]), created_at=r[3])
+                for r in rows]
+
+    def mark_event_sent(self, event_id: int) -> None:
+        """The uplink delivered this event."""
+        with self._txn("mark_event_sent") as conn:
+            if conn.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone() is None:
+                raise JournalError(f"no event {event_id} in the journal")
+            conn.execute("UPDATE events SET sent_at = ? WHERE id = ? AND sent_at IS NULL",
+                         (self._now(), event_id))
+
+    # ------------------------------------------------------------------ other modules' tables
+
+    def register_schema(self, name: str, ddl_sql: str) -> None:
+        """Create another module's tables: only ``CREATE TABLE|INDEX|VIEW IF NOT EXISTS`` statements."""
+        if not isinstance(name, str) or not _SCHEMA_NAME_RE.fullmatch(name):
+            raise JournalError(f"schema name {name!r}: expected lower_snake_case")
+        statements = [s for s in (part.strip() for part in ddl_sql.split(";")) if s]
+        if not statements:
+            raise JournalError(f"schema {name}: no statements")
+        for stmt in statements:
+            body = "\n".join(ln for ln in stmt.splitlines() if not ln.strip().startswith("--"))
+            m = _DDL_RE.match(body)
+            if m is None:
+                raise JournalError(
+                    f"schema {name}: only CREATE TABLE/INDEX/VIEW IF NOT EXISTS is allowed, "
+                    f"got: {body[:60]!r}")
+            if m.group(1).upper() == "TABLE" and m.group(2).lower() in _OWN_TABLES:
+                raise JournalError(f"schema {name}: table {m.group(2)} belongs to the journal")
+        with self._txn(f"register_schema {name}") as conn:
+            for stmt in statements:
+                conn.execute(stmt)
+            conn.execute("INSERT INTO schemas (name, ddl, registered_at) VALUES (?, ?, ?) "
+                         "ON CONFLICT(name) DO UPDATE SET ddl = excluded.ddl",
+                         (name, ddl_sql, self._now()))
+
+    # ------------------------------------------------------------------ quota
+
+    def _used_bytes(self, conn: sqlite3.Connection) -> int:
+        # Every packet whose bytes are still stored counts, acknowledged or not.
+        return int(conn.execute(
+            "SELECT coalesce(sum(size), 0) FROM packets WHERE state != 'purged'").fetchone()[0])
+
+    def headroom(self) -> Headroom:
+        """Can one more ``max_packet_bytes`` packet fit (quota and free-disk floor)? With a message."""
+        conn = self._reader()
+        used = self._used_bytes(conn)
+        waiting, oldest = conn.execute(
+            "SELECT count(*), min(created_at) FROM packets "
+            "WHERE state IN ('queued','sending','quarantined')").fetchone()
+        free = shutil.disk_usage(self.path.parent).free
+        cfg = self.cfg
+        # A packet passes through the WAL before a checkpoint copies it into the database
+        # file, so the disk must briefly hold it twice.
+        need_disk = 2 * cfg.max_packet_bytes + cfg.free_disk_floor_bytes
+        quota_ok = used + cfg.max_packet_bytes <= cfg.max_bytes
+        disk_ok = free >= need_disk
+        warning = self._update_watermark(used)
+        since = f" sejak {oldest[:16].replace('T', ' ')} UTC" if oldest else ""
+        since_en = f" since {oldest[:16].replace('T', ' ')} UTC" if oldest else ""
+        if quota_ok and disk_ok:
+            msg_id, msg_en = "Penyimpanan cukup.", "Storage OK."
+            if warning:
+                msg_id = (f"Penyimpanan hampir penuh: {waiting} paket menunggu dikirim{since}. "
+                          "Periksa sambungan internet.")
+                msg_en = (f"Storage nearly full: {waiting} packets waiting to be sent{since_en}. "
+                          "Check the network link.")
+        else:
+            where_id = "kuota penyimpanan" if not quota_ok else "disk"
+            where_en = "the storage quota" if not quota_ok else "the disk"
+            msg_id = (f"Perekaman ditolak: {where_id} penuh. {waiting} paket menunggu dikirim"
+                      f"{since}. Periksa sambungan internet, atau jalankan `rekam export` "
+                      "ke media lepas.")
+            msg_en = (f"Enrollment refused: {where_en} is full. {waiting} packets are waiting to "
+                      f"be sent{since_en}. Check the network link, or run `rekam export` to "
+                      "removable media.")
+        return Headroom(ok=quota_ok and disk_ok, message_id=msg_id, message_en=msg_en,
+                        backlog_packets=int(waiting), oldest_created=oldest, free_bytes=free,
+                        used_bytes=used, warning=warning)
+
+    def _update_watermark(self, used: int | None = None) -> bool:
+        """Raise or clear the storage warning with hysteresis; journal an event on each change."""
+        if used is None:
+            used = self._used_bytes(self._reader())
+        share = used / self.cfg.max_bytes
+        if not self._warning and share >= self.cfg.high_watermark:
+            new = True
+        elif self._warning and share < self.cfg.low_watermark:
+            new = False
+        else:
+            return self._warning
+        try:
+            with self._txn("storage watermark") as conn:
+                self._add_event_in(conn, "storage_high" if new else "storage_ok",
+                                   {"used_bytes": used, "max_bytes": self.cfg.max_bytes,
+                                    "share": round(share, 4)})
+                conn.execute("INSERT INTO meta (key, value) VALUES ('storage_warning', ?) "
+                             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                             ("1" if new else "0",))
+        except JournalError as exc:
+            # Busy writer or full disk: the next headroom() call tries again.
+            log.warning("journal: storage watermark event not recorded yet: %s", exc)
+            return self._warning
+        self._warning = new
+        return new
+
+    def _meta_get(self, key: str) -> str | None:
+        row = self._reader().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _now(self) -> str:
+        return iso(self._clock())
