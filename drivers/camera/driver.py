@@ -15,7 +15,7 @@ import errno
 import io
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from drivers.base import DeviceIdentity, FrameLog, SelfTestResult
@@ -384,7 +384,9 @@ class V4l2Camera:
 
     # ------------------------------------------------------------------ streaming
 
-    def frames(self, stop: threading.Event | None = None, max_frames: int | None = None) -> Iterator[Frame]:
+    def frames(
+        self, stop: threading.Event | None = None, max_frames: int | None = None
+    ) -> Generator[Frame, None, None]:
         """Stream frames (bytes copied out of the mmap buffer, which is re-queued at once).
 
         Streaming stops when the generator is closed, ``stop`` is set or ``max_frames`` were
