@@ -19,7 +19,9 @@ Shim C ABI expected by :class:`VendorLibraryBackend` (every call returns 0 or an
     int rk_tp_open(void **handle);
     int rk_tp_info(void *h, struct rk_tp_info *out);      /* 4 x char[64], then int ppi, width,
                                                               height, flags (1 slaps, 2 rolled) */
-    int rk_tp_start(void *h, int iso_code, int rolled);   /* 1-10 one finger, 13-15 a slap */
+    int rk_tp_start(void *h, int iso_code, int rolled, int missing);
+                          /* iso_code 1-10 one finger, 13-15 a slap; missing: bit p set when
+                             finger p of the slap is absent (amputated, bandaged) */
     int rk_tp_poll(void *h, int *status);                 /* 0 waiting, 1 capturing, 2 done */
     int rk_tp_result(void *h, unsigned char *buf, size_t len, int *width, int *height,
                      struct rk_tp_segment *segs, int max_segs, int *n_segs);
@@ -124,8 +126,8 @@ class TenPrintBackend(Protocol):
     def info(self) -> BackendInfo:
         """Describe the scanner."""
 
-    def start(self, iso_code: int, *, rolled: bool) -> None:
-        """Arm a capture of one finger (1-10) or one slap (13-15)."""
+    def start(self, iso_code: int, *, rolled: bool, missing: frozenset[int] = frozenset()) -> None:
+        """Arm a capture of one finger (1-10) or one slap (13-15) without the ``missing`` fingers."""
 
     def poll(self) -> Poll:
         """Where the armed capture is (non-blocking or briefly blocking)."""
@@ -263,7 +265,10 @@ class TenPrintScanner:
             raise ValueError(f"skip {sorted(skipped)} names fingers outside slap {slap.name}")
         if skipped == set(slap.fingers):
             raise ValueError(f"every finger of slap {slap.name} skipped: nothing to capture")
-        raw = self._capture(int(slap), rolled=False, timeout=timeout, cancel=cancel)
+        raw = self._capture(
+            int(slap), rolled=False, timeout=timeout, cancel=cancel,
+            missing=frozenset(int(f) for f in skipped),
+        )
         image = self._image(raw)
         expected = [f for f in slap.fingers if f not in skipped]
         found = {s.position: s for s in raw.segments}
@@ -307,7 +312,13 @@ class TenPrintScanner:
             )
 
     def _capture(
-        self, iso_code: int, *, rolled: bool, timeout: float, cancel: threading.Event | None
+        self,
+        iso_code: int,
+        *,
+        rolled: bool,
+        timeout: float,
+        cancel: threading.Event | None,
+        missing: frozenset[int] = frozenset(),
     ) -> RawCapture:
         """Arm, poll until done within ``timeout``, fetch; abort on any way out but success."""
         if timeout <= 0:
@@ -321,8 +332,10 @@ class TenPrintScanner:
                 hint_en="The scanner is busy. Wait until the current capture finishes.",
             )
         try:
-            self.frame_log.record("tx", f"start code={iso_code} rolled={int(rolled)}")
-            self._backend.start(iso_code, rolled=rolled)
+            self.frame_log.record(
+                "tx", f"start code={iso_code} rolled={int(rolled)} missing={sorted(missing)}"
+            )
+            self._backend.start(iso_code, rolled=rolled, missing=missing)
             deadline = time.monotonic() + timeout
             status = Poll.WAITING
             done = False
@@ -478,9 +491,13 @@ class VendorLibraryBackend:
         )
         return self._info
 
-    def start(self, iso_code: int, *, rolled: bool) -> None:
+    def start(self, iso_code: int, *, rolled: bool, missing: frozenset[int] = frozenset()) -> None:
         """Arm a capture."""
-        self._call("rk_tp_start", self._handle, ctypes.c_int(iso_code), ctypes.c_int(int(rolled)))
+        mask = sum(1 << p for p in missing)
+        self._call(
+            "rk_tp_start", self._handle, ctypes.c_int(iso_code), ctypes.c_int(int(rolled)),
+            ctypes.c_int(mask),
+        )
 
     def poll(self) -> Poll:
         """Capture status."""
