@@ -866,7 +866,8 @@ class Journal:
             if self._owner is not None:
                 return  # a packet is streaming in; the freed pages are reused by it anyway
             try:
-                self._writer().execute("PRAGMA incremental_vacuum").fetchall()
+                # executescript steps the pragma to completion; execute() would free one page.
+                self._writer().executescript("PRAGMA incremental_vacuum;")
             except sqlite3.Error as exc:
                 log.warning("journal: incremental vacuum failed: %s", exc)
         finally:
