@@ -318,6 +318,27 @@ def unpack_pixels(data: bytes, levels: int) -> npt.NDArray[np.uint8]:
     return out
 
 
+def landscape_to_panel(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """Printer order from a landscape card raster of shape (648, 1016).
+
+    The card turns 90 degrees counter-clockwise (the Dualys tools rotate their PBM by 270
+    degrees clockwise, the same thing): line 0 is the card's right-hand edge, and each line
+    runs from the card's top to its bottom. Unverified on Primacy hardware.
+    """
+    if image.shape != (LINE_DOTS, PANEL_LINES):
+        raise EncodeError(f"a card raster is {LINE_DOTS}x{PANEL_LINES}, got {image.shape}")
+    out: npt.NDArray[np.uint8] = np.ascontiguousarray(np.rot90(image, 1))
+    return out
+
+
+def panel_to_landscape(values: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """Inverse of :func:`landscape_to_panel` for a flat or (1016, 648) panel."""
+    if values.size != PANEL_PIXELS:
+        raise FrameError(f"a panel has {PANEL_PIXELS} pixels, got {values.size}")
+    out: npt.NDArray[np.uint8] = np.rot90(values.reshape(PANEL_LINES, LINE_DOTS), -1)
+    return out
+
+
 def compress_ko(packed: bytes) -> bytes:
     """``Dbc`` K/O compression of a packed 1-bit panel: per 81-byte line, 0x00 / 0xFF / N+bytes."""
     if len(packed) != KO_LINE_BYTES * PANEL_LINES:

@@ -258,7 +258,7 @@ def test_job_builder_sequence() -> None:
     dec = ev.CommandDecoder()
     for f in frames:
         events += dec.feed(f)
-    names = [e.name if isinstance(e, ev.Command) else f"D{e.panel}" for e in events]  # type: ignore[union-attr]
+    names = [e.name if isinstance(e, ev.Command) else f"D{getattr(e, 'panel', '?')}" for e in events]
     assert names == ["Pr", "Pc", "Ss", "Sr", "Dy", "Dm", "Dc", "Dk", "Do", "Se"]
     assert frames[0] == ESC + b"Pr;ymcko" + CR
     # A blank K panel compresses to one 0x00 per line.
