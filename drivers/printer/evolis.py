@@ -40,7 +40,9 @@ TRACE = 5
 class PrinterTransport(Protocol):
     """What the driver needs from a transport (USB or lp)."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Where the printer is, for messages."""
 
     def open(self) -> None:
         """Open the device."""
