@@ -1,0 +1,1 @@
+"""The head-office side: receivers that reassemble, verify, store and acknowledge packets."""
