@@ -148,6 +148,11 @@ class JournalConfig:
         128 * 1024**2,
         minimum=0,
     )
+    reserve_bytes: int = key(
+        "Disk space held in a reserve file and released when the disk fills, so acks and purges still work (0: none).",
+        8 * 1024**2,
+        minimum=0,
+    )
     events_keep_seconds: int = key(
         "Keep events already sent this long (for diagnostics), then delete them.",
         7 * 24 * 3600,
@@ -203,6 +208,17 @@ class UplinkConfig:
     today_first: bool = key(
         "Send today's enrollments before an older backlog.", True
     )
+    max_unacked_packets: int = key(
+        "Packets sent but not yet acknowledged by head office before sending pauses.",
+        32,
+        minimum=1,
+        maximum=10000,
+    )
+    puback_timeout_seconds: int = key(
+        "Drop and re-establish the connection when the broker does not PUBACK within this.",
+        120,
+        minimum=1,
+    )
 
 
 @dataclass(frozen=True)
@@ -223,6 +239,25 @@ class DeviceConfig:
     )
     options: Mapping[str, str | int | float | bool] = key(
         "Driver-specific options (a table of scalars).", default_factory=dict
+    )
+    retry_min_seconds: float = key(
+        "First delay before re-opening an absent or faulted device (doubles each try).",
+        0.5,
+        minimum=0.01,
+    )
+    retry_max_seconds: float = key(
+        "Longest delay between re-open attempts.", 30.0, minimum=0.05, maximum=3600.0
+    )
+    probe_seconds: float = key(
+        "How often an idle device is checked for presence (drivers with a health check).",
+        2.0,
+        minimum=0.05,
+    )
+    capture_timeout_seconds: float = key(
+        "How long a capture waits for the finger, face or pen before asking to retry.",
+        20.0,
+        minimum=0.1,
+        maximum=600.0,
     )
 
 

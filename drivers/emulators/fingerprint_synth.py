@@ -93,7 +93,10 @@ def pattern_for(person_seed: int, position: int) -> FingerPattern:
         gap = float(rng.uniform(0.05, 0.09))
         cores = ((cx - 0.01, cy - gap / 2), (cx + 0.01, cy + gap / 2))
         dy = float(rng.uniform(0.68, 0.78))
-        deltas = ((cx - float(rng.uniform(0.30, 0.38)), dy), (cx + float(rng.uniform(0.30, 0.38)), dy))
+        deltas = (
+            (cx - float(rng.uniform(0.30, 0.38)), dy),
+            (cx + float(rng.uniform(0.30, 0.38)), dy),
+        )
     else:
         side = -1.0 if kind == "left_loop" else 1.0
         cores = ((cx, cy),)
@@ -114,7 +117,7 @@ def orientation_field(pattern: FingerPattern, width: int, height: int) -> Array:
     if pattern.kind == "arch":
         # No singular points: ridges flat at the bottom, bowing upwards towards the top middle.
         cx, cy = pattern.cores[0]
-        bend = np.exp(-((ys - cy * height) / (0.45 * height)) ** 2)
+        bend = np.exp(-(((ys - cy * height) / (0.45 * height)) ** 2))
         theta: Array = (-np.arctan(1.6 * bend * (xs - cx * width) / width * 2.0)).astype(np.float32)
         return theta
     angle = np.zeros((height, width), dtype=np.float64)
@@ -242,7 +245,11 @@ def synth_finger(
     pattern = pattern_for(person_seed, position)
     if rolled:
         pattern = FingerPattern(
-            pattern.kind, pattern.cores, pattern.deltas, pattern.period, min(0.97, pattern.width_frac * 1.25)
+            pattern.kind,
+            pattern.cores,
+            pattern.deltas,
+            pattern.period,
+            min(0.97, pattern.width_frac * 1.25),
         )
     ridges = _master(person_seed, position, width, height)
     rng = np.random.default_rng([0xCA97, person_seed & 0xFFFF_FFFF, position, capture_seed])
@@ -262,7 +269,11 @@ def synth_finger(
         blot = _smooth(rng.standard_normal((height, width)).astype(np.float32), 4)
         blot /= blot.std() + 1e-6
         contact = np.clip((blot + 1.5 - 3.2 * c.dry) * 1.5, 0.0, 1.0)
-        r = np.minimum(r, 0.0) * (1.0 - c.dry * 0.6) * contact + np.maximum(r, 0.0) * contact - (1 - contact)
+        r = (
+            np.minimum(r, 0.0) * (1.0 - c.dry * 0.6) * contact
+            + np.maximum(r, 0.0) * contact
+            - (1 - contact)
+        )
     if c.smudge > 0:
         # The finger slid while the sensor integrated: a long blur along one direction.
         r = _smooth(r, int(round(1 + 11 * c.smudge)), axis=int(rng.integers(0, 2)))

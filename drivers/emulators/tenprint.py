@@ -175,11 +175,14 @@ class EmulatedTenPrintBackend:
             raise FingerQualityError("finger moved during capture", reason="smudge")
         if scenario == "fault":
             self._armed = None
-            raise DeviceFaultError("sensor fault", code=FAULT_CODE,
-                                   hint_id="Pemindai mengalami kerusakan. Cabut dan pasang lagi; "
-                                           "bila berulang, hubungi teknisi.",
-                                   hint_en="The scanner reported a fault. Unplug and replug it; "
-                                           "if it happens again, call the technician.")
+            raise DeviceFaultError(
+                "sensor fault",
+                code=FAULT_CODE,
+                hint_id="Pemindai mengalami kerusakan. Cabut dan pasang lagi; "
+                "bila berulang, hubungi teknisi.",
+                hint_en="The scanner reported a fault. Unplug and replug it; "
+                "if it happens again, call the technician.",
+            )
         # One "capturing" poll first, as a real device settles before the image is ready.
         return Poll.CAPTURING if self._polls == 1 else Poll.DONE
 
@@ -195,8 +198,13 @@ class EmulatedTenPrintBackend:
         if code <= 10:
             size = (512, 448) if rolled else (352, 448)
             pixels = synth_finger(
-                seed, code, width=size[0], height=size[1], conditions=conditions,
-                capture_seed=number, rolled=rolled,
+                seed,
+                code,
+                width=size[0],
+                height=size[1],
+                conditions=conditions,
+                capture_seed=number,
+                rolled=rolled,
             ).tobytes()
             if scenario == "corrupt":
                 pixels = pixels[:-7]
@@ -205,8 +213,12 @@ class EmulatedTenPrintBackend:
         positions = tuple(int(f) for f in slap.fingers)
         # The emulator's platen is for four fingers; thumbs use the same glass.
         image, placed = synth_slap(
-            seed, positions, platen=self._hw.platen,
-            conditions={p: conditions for p in positions}, capture_seed=number, skip=missing,
+            seed,
+            positions,
+            platen=self._hw.platen,
+            conditions={p: conditions for p in positions},
+            capture_seed=number,
+            skip=missing,
         )
         pixels = image.tobytes()
         if scenario == "corrupt":

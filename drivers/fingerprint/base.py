@@ -145,7 +145,9 @@ class FingerCapture:
     def __post_init__(self) -> None:
         # A wrong image mode here would silently corrupt every downstream record, so refuse it.
         if self.image.mode != "L":
-            raise ValueError(f"finger image must be 8-bit greyscale (mode L), got {self.image.mode}")
+            raise ValueError(
+                f"finger image must be 8-bit greyscale (mode L), got {self.image.mode}"
+            )
         if not 0 <= self.quality <= 100:
             raise ValueError(f"quality must be 0-100, got {self.quality}")
         if self.ppi <= 0:

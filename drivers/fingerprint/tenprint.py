@@ -190,6 +190,18 @@ class TenPrintScanner:
             emulated=info.emulated,
         )
 
+    def health(self) -> None:
+        """Cheap presence check for the device manager: ask the SDK for its description.
+
+        Skipped while a capture runs (the capture itself reports a vanished scanner).
+        """
+        self._need_info()
+        if self._lock.acquire(blocking=False):
+            try:
+                self._backend.info()
+            finally:
+                self._lock.release()
+
     def capabilities(self) -> ScannerCapabilities:
         """Single fingers always; slaps and rolled as the SDK reports."""
         info = self._need_info()
@@ -266,7 +278,10 @@ class TenPrintScanner:
         if skipped == set(slap.fingers):
             raise ValueError(f"every finger of slap {slap.name} skipped: nothing to capture")
         raw = self._capture(
-            int(slap), rolled=False, timeout=timeout, cancel=cancel,
+            int(slap),
+            rolled=False,
+            timeout=timeout,
+            cancel=cancel,
             missing=frozenset(int(f) for f in skipped),
         )
         image = self._image(raw)
@@ -301,7 +316,9 @@ class TenPrintScanner:
             )
         if worst is not None:
             self._gate(*worst)
-        return SlapCapture(slap=slap, image=image, ppi=raw.ppi, fingers=tuple(fingers), skipped=skipped)
+        return SlapCapture(
+            slap=slap, image=image, ppi=raw.ppi, fingers=tuple(fingers), skipped=skipped
+        )
 
     def _gate(self, score: int, problem: str) -> None:
         if score < self._reject_below:
@@ -361,8 +378,9 @@ class TenPrintScanner:
                     self._abort_quietly()
             raw = self._backend.result()
             self.frame_log.record(
-                "rx", f"image {raw.width}x{raw.height} {raw.ppi}ppi <{len(raw.pixels)} bytes elided> "
-                f"segments={[s.position for s in raw.segments]}"
+                "rx",
+                f"image {raw.width}x{raw.height} {raw.ppi}ppi <{len(raw.pixels)} bytes elided> "
+                f"segments={[s.position for s in raw.segments]}",
             )
             return self._check(raw)
         finally:
@@ -379,7 +397,9 @@ class TenPrintScanner:
     @staticmethod
     def _check(raw: RawCapture) -> RawCapture:
         if not (0 < raw.width and 0 < raw.height and raw.width * raw.height <= MAX_PIXELS):
-            raise DeviceProtocolError(f"impossible image size {raw.width}x{raw.height}", response=raw.width)
+            raise DeviceProtocolError(
+                f"impossible image size {raw.width}x{raw.height}", response=raw.width
+            )
         if len(raw.pixels) != raw.width * raw.height:
             raise DeviceProtocolError(
                 f"image of {raw.width}x{raw.height} carries {len(raw.pixels)} bytes",
@@ -435,8 +455,15 @@ class VendorLibraryBackend:
     against a real SDK.
     """
 
-    _SYMBOLS = ("rk_tp_open", "rk_tp_info", "rk_tp_start", "rk_tp_poll", "rk_tp_result",
-                "rk_tp_abort", "rk_tp_close")
+    _SYMBOLS = (
+        "rk_tp_open",
+        "rk_tp_info",
+        "rk_tp_start",
+        "rk_tp_poll",
+        "rk_tp_result",
+        "rk_tp_abort",
+        "rk_tp_close",
+    )
 
     def __init__(self, library: str | Path) -> None:
         self._path = Path(library)
@@ -495,7 +522,10 @@ class VendorLibraryBackend:
         """Arm a capture."""
         mask = sum(1 << p for p in missing)
         self._call(
-            "rk_tp_start", self._handle, ctypes.c_int(iso_code), ctypes.c_int(int(rolled)),
+            "rk_tp_start",
+            self._handle,
+            ctypes.c_int(iso_code),
+            ctypes.c_int(int(rolled)),
             ctypes.c_int(mask),
         )
 
@@ -506,7 +536,9 @@ class VendorLibraryBackend:
         try:
             return Poll(status.value)
         except ValueError as exc:
-            raise DeviceProtocolError(f"unknown poll status {status.value}", response=status.value) from exc
+            raise DeviceProtocolError(
+                f"unknown poll status {status.value}", response=status.value
+            ) from exc
 
     def result(self) -> RawCapture:
         """Fetch the image into a platen-sized buffer, with up to 4 segments."""
@@ -515,12 +547,21 @@ class VendorLibraryBackend:
         width, height, n = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
         segs = (_Segment * 4)()
         self._call(
-            "rk_tp_result", self._handle, buf, ctypes.c_size_t(len(buf)),
-            ctypes.byref(width), ctypes.byref(height), segs, ctypes.c_int(4), ctypes.byref(n),
+            "rk_tp_result",
+            self._handle,
+            buf,
+            ctypes.c_size_t(len(buf)),
+            ctypes.byref(width),
+            ctypes.byref(height),
+            segs,
+            ctypes.c_int(4),
+            ctypes.byref(n),
         )
         size = width.value * height.value
         if not 0 < size <= len(buf) or not 0 <= n.value <= 4:
-            raise DeviceProtocolError(f"shim returned size {width.value}x{height.value}, {n.value} segments")
+            raise DeviceProtocolError(
+                f"shim returned size {width.value}x{height.value}, {n.value} segments"
+            )
         return RawCapture(
             width=width.value,
             height=height.value,
