@@ -1,0 +1,1 @@
+"""On-the-spot capture quality checks (pure functions over images; no I/O)."""

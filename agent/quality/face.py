@@ -1,0 +1,331 @@
+"""Face-photo quality checks with Pillow and numpy only, honestly named.
+
+What is measured (on a reduced copy of the image, 360 px high, so a 1080p frame costs a
+few milliseconds):
+
+* resolution - the original image's pixel size against a minimum;
+* exposure and clipping - mean luminance of the estimated face box, and the share of clipped
+  (near black or near white) pixels there and in the whole image;
+* sharpness - variance of a 4-neighbour Laplacian on the face box (thresholds are calibrated
+  on the emulator's portraits; they must be re-calibrated on the station's real camera);
+* background uniformity - spread of colour in the top and side border strips;
+* background colour - the e-KTP rule: red for odd birth years, blue for even (research note
+  mosip.md section 2.14, luwukab.go.id), or a fixed colour, or any;
+* subject centred and sized - a PROXY: pixels that differ clearly from the background colour
+  are "subject"; the top of that region is the crown, the widest rows near it are the head.
+  This finds a person-shaped blob, not a face.
+
+What is NOT checked (needs a face or eye detector we do not have): that the blob is a face,
+eye positions and inter-eye distance, head pose, eyes open, expression, glasses glare, hats,
+shadows on the face, colour cast. These are listed in every result's ``not_checked``.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+NOT_CHECKED: tuple[str, ...] = (
+    "face detection (a person-shaped region is found, not a face)",
+    "eye positions and inter-eye distance",
+    "head pose (yaw, pitch, roll)",
+    "eyes open",
+    "expression and closed mouth",
+    "glasses glare, hats, shadows on the face",
+    "colour cast of the skin",
+)
+
+# Working height: enough for every check, small enough for the time budget.
+WORK_HEIGHT = 360
+
+
+@dataclass(frozen=True)
+class FaceThresholds:
+    """Limits of each check (calibrated on the emulator; re-calibrate on a real camera)."""
+
+    min_width: int = 640
+    min_height: int = 480
+    face_luma_min: float = 90.0
+    face_luma_max: float = 210.0
+    max_clipped_share: float = 0.02
+    min_sharpness: float = 40.0  # emulator: blur radius 4 px at 1080p passes, 6 px fails
+    max_background_std: float = 14.0
+    max_background_intrusion: float = 0.05
+    max_centre_offset: float = 0.08  # head centre from image centre, share of width
+    min_head_width: float = 0.12  # head width, share of image width
+    max_head_width: float = 0.70
+    min_crown_margin: float = 0.02  # space above the head, share of height
+    max_crown_margin: float = 0.30
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check: did it pass, its 0-100 score, what was measured, and what to tell people."""
+
+    name: str
+    passed: bool
+    score: float
+    measured: str
+    hint_id: str = ""
+    hint_en: str = ""
+
+
+@dataclass(frozen=True)
+class FaceQuality:
+    """The result of :func:`check_face`."""
+
+    score: int
+    passed: bool
+    checks: tuple[Check, ...]
+    not_checked: tuple[str, ...] = field(default=NOT_CHECKED)
+
+    def failed(self) -> tuple[Check, ...]:
+        """Checks that did not pass."""
+        return tuple(c for c in self.checks if not c.passed)
+
+    def hints(self, language: str) -> list[str]:
+        """Plain-language advice for each failed check in ``language`` ("id" or "en")."""
+        return [c.hint_id if language == "id" else c.hint_en for c in self.failed()]
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON form for the station API and the packet manifest (no image data)."""
+        return {
+            "score": self.score,
+            "passed": self.passed,
+            "checks": [
+                {"name": c.name, "passed": c.passed, "score": round(c.score, 1), "measured": c.measured}
+                for c in self.checks
+            ],
+            "not_checked": list(self.not_checked),
+        }
+
+
+WEIGHTS = {
+    "resolution": 10,
+    "exposure": 20,
+    "sharpness": 25,
+    "background_uniform": 15,
+    "background_colour": 10,
+    "centred": 10,
+    "size": 10,
+}
+
+
+def expected_background(rule: str, birth_year: int | None) -> str | None:
+    """The background colour the rule asks for: "red", "blue", or None (any / unknown)."""
+    if rule in ("red", "blue"):
+        return rule
+    if rule == "birth-year":
+        if birth_year is None:
+            return None
+        return "red" if birth_year % 2 else "blue"
+    if rule == "any":
+        return None
+    raise ValueError(f"unknown photo_background rule {rule!r}")
+
+
+def classify_colour(rgb: np.ndarray) -> str:
+    """Name a background colour: red, blue, white, or other."""
+    r, g, b = (float(v) for v in rgb)
+    if r > g + 50 and r > b + 50:
+        return "red"
+    if b > r + 50 and b > g + 20:
+        return "blue"
+    if min(r, g, b) > 180 and max(r, g, b) - min(r, g, b) < 30:
+        return "white"
+    return "other"
+
+
+def _luma(arr: np.ndarray) -> np.ndarray:
+    return arr[..., 0] * 0.299 + arr[..., 1] * 0.587 + arr[..., 2] * 0.114
+
+
+def _grade(value: float, lo: float, hi: float, soft: float) -> float:
+    """100 inside [lo, hi]; outside, below 50 and falling linearly to 0 at ``soft`` beyond."""
+    if lo <= value <= hi:
+        return 100.0
+    dist = lo - value if value < lo else value - hi
+    return max(0.0, 50.0 * (1 - dist / soft))
+
+
+def check_face_jpeg(
+    data: bytes,
+    *,
+    rule: str = "any",
+    birth_year: int | None = None,
+    threshold: int = 50,
+    limits: FaceThresholds = FaceThresholds(),
+) -> FaceQuality:
+    """:func:`check_face` on JPEG bytes, decoding at reduced scale (libjpeg DCT scaling)."""
+    img = Image.open(io.BytesIO(data))
+    full = img.size
+    img.draft("RGB", (WORK_HEIGHT * full[0] // max(1, full[1]), WORK_HEIGHT))
+    return check_face(img.convert("RGB"), rule=rule, birth_year=birth_year, threshold=threshold,
+                      limits=limits, original_size=full)
+
+
+def check_face(
+    img: Image.Image,
+    *,
+    rule: str = "any",
+    birth_year: int | None = None,
+    threshold: int = 50,
+    limits: FaceThresholds = FaceThresholds(),
+    original_size: tuple[int, int] | None = None,
+) -> FaceQuality:
+    """Score a face photo 0-100 with per-check results and hints in Indonesian and English.
+
+    Args:
+        img: the photo (any mode; converted to RGB).
+        rule: ``quality.photo_background``: birth-year, red, blue or any.
+        birth_year: the applicant's birth year, for the birth-year rule (not logged, not kept).
+        threshold: ``quality.face_threshold``; ``passed`` needs this score and every check.
+        limits: check limits.
+        original_size: the camera frame's size when ``img`` is already reduced.
+    """
+    width, height = original_size or img.size
+    checks: list[Check] = []
+    not_checked = list(NOT_CHECKED)
+
+    ok = width >= limits.min_width and height >= limits.min_height
+    checks.append(Check(
+        "resolution", ok,
+        100.0 if ok else 50.0 * min(width / limits.min_width, height / limits.min_height),
+        f"{width}x{height}",
+        "Resolusi kamera terlalu rendah. Hubungi teknisi.",
+        "Camera resolution too low. Call the technician.",
+    ))
+
+    work = img.convert("RGB")
+    if work.height > WORK_HEIGHT:
+        # A fixed working height makes sharpness and sizes comparable across camera modes;
+        # BOX resampling is an average, cheap even for a 1080p frame.
+        new_w = max(3, round(work.width * WORK_HEIGHT / work.height))
+        work = work.resize((new_w, WORK_HEIGHT), Image.Resampling.BOX)
+    arr = np.asarray(work, dtype=np.float32)
+    h, w, _ = arr.shape
+    luma = _luma(arr)
+
+    # --- background: top strip and the upper parts of the side strips
+    bh, bw = max(2, h // 12), max(2, w // 12)
+    strips = np.concatenate([
+        arr[:bh].reshape(-1, 3),
+        arr[: int(h * 0.55), :bw].reshape(-1, 3),
+        arr[: int(h * 0.55), w - bw :].reshape(-1, 3),
+    ])
+    bg = np.median(strips, axis=0)
+    strip_dist = np.abs(strips - bg).max(axis=1)
+    intrusion = float((strip_dist > 40).mean())
+    spread = float(_luma(strips).std())
+    uniform = spread <= limits.max_background_std and intrusion <= limits.max_background_intrusion
+    checks.append(Check(
+        "background_uniform", uniform,
+        min(_grade(spread, 0, limits.max_background_std, 30),
+            _grade(intrusion, 0, limits.max_background_intrusion, 0.3)),
+        f"spread {spread:.1f}, intrusion {intrusion:.3f}",
+        "Latar belakang tidak polos. Rapikan kain latar dan jauhkan benda lain.",
+        "Background is not plain. Straighten the backdrop and remove other objects.",
+    ))
+
+    want = expected_background(rule, birth_year)
+    colour = classify_colour(bg)
+    if want is None:
+        reason = "rule is 'any'" if rule == "any" else "birth year not given"
+        not_checked.append(f"background colour ({reason})")
+    else:
+        ok = colour == want
+        word = {"red": "merah", "blue": "biru"}[want]
+        checks.append(Check(
+            "background_colour", ok, 100.0 if ok else 0.0, f"{colour}, want {want}",
+            f"Warna latar harus {word}. Ganti kain latar.",
+            f"The background must be {want}. Change the backdrop.",
+        ))
+
+    # --- subject: pixels clearly unlike the background
+    mask = np.abs(arr - bg).max(axis=2) > 45
+    row_counts = mask.sum(axis=1)
+    rows = np.nonzero(row_counts >= max(2, int(0.02 * w)))[0]
+    if rows.size == 0:
+        for name, hint_id, hint_en in (
+            ("centred", "Tidak ada orang di depan kamera.", "Nobody is in front of the camera."),
+            ("size", "Tidak ada orang di depan kamera.", "Nobody is in front of the camera."),
+        ):
+            checks.append(Check(name, False, 0.0, "no subject found", hint_id, hint_en))
+        face_box = (slice(h // 4, 3 * h // 4), slice(w // 4, 3 * w // 4))
+    else:
+        crown = int(rows[0])
+        span = h - crown
+        head_rows = slice(crown, crown + max(2, int(span * 0.45)))
+        head_w = float(np.percentile(row_counts[head_rows], 90))
+        ys, xs = np.nonzero(mask[head_rows])
+        centre_x = float(xs.mean()) if xs.size else w / 2
+        offset = (centre_x - w / 2) / w
+        ok = abs(offset) <= limits.max_centre_offset
+        checks.append(Check(
+            "centred", ok, _grade(abs(offset), 0, limits.max_centre_offset, 0.2),
+            f"head centre {offset:+.2f} of width",
+            "Posisikan wajah di tengah: geser ke " + ("kiri." if offset > 0 else "kanan."),
+            "Centre the face: move to the " + ("left." if offset > 0 else "right."),
+        ))
+        share = head_w / w
+        margin = crown / h
+        size_ok = (limits.min_head_width <= share <= limits.max_head_width
+                   and limits.min_crown_margin <= margin <= limits.max_crown_margin)
+        too_small = share < limits.min_head_width or margin > limits.max_crown_margin
+        checks.append(Check(
+            "size", size_ok,
+            min(_grade(share, limits.min_head_width, limits.max_head_width, 0.2),
+                _grade(margin, limits.min_crown_margin, limits.max_crown_margin, 0.2)),
+            f"head width {share:.2f} of width, crown at {margin:.2f} of height",
+            "Maju sedikit ke kamera." if too_small else "Mundur sedikit; kepala harus terlihat utuh.",
+            "Move a little closer." if too_small else "Move back a little; the whole head must show.",
+        ))
+        # The face box: below the hairline, centred on the head (proportions of a head).
+        top = crown + int(0.55 * head_w)
+        bottom = min(h, crown + int(1.0 * head_w))
+        half = max(2, int(0.25 * head_w))
+        cx = int(centre_x)
+        face_box = (slice(min(top, h - 3), max(bottom, min(top, h - 3) + 3)),
+                    slice(max(0, cx - half), min(w, cx + half)))
+
+    face = arr[face_box]
+    face_luma = _luma(face)
+    mean = float(face_luma.mean()) if face_luma.size else 0.0
+    clipped_face = float(((face_luma <= 5) | (face.max(axis=-1) >= 250)).mean()) if face.size else 1.0
+    clipped_all = float(((luma <= 3) | (luma >= 252)).mean())
+    ok = (limits.face_luma_min <= mean <= limits.face_luma_max
+          and clipped_face <= limits.max_clipped_share and clipped_all <= 2 * limits.max_clipped_share)
+    dark = mean < limits.face_luma_min
+    checks.append(Check(
+        "exposure", ok,
+        min(_grade(mean, limits.face_luma_min, limits.face_luma_max, 60),
+            _grade(clipped_face, 0, limits.max_clipped_share, 0.2)),
+        f"face luminance {mean:.0f}, clipped {clipped_face:.3f} (face) {clipped_all:.3f} (all)",
+        "Foto terlalu gelap. Nyalakan lampu atau naikkan kecerahan." if dark
+        else "Foto terlalu terang. Kurangi lampu atau kecerahan.",
+        "Photo too dark. Turn on the light or raise the brightness." if dark
+        else "Photo too bright. Dim the light or lower the brightness.",
+    ))
+
+    lap = 0.0
+    if face_luma.shape[0] >= 3 and face_luma.shape[1] >= 3:
+        f = face_luma
+        lap = float((4 * f[1:-1, 1:-1] - f[:-2, 1:-1] - f[2:, 1:-1] - f[1:-1, :-2] - f[1:-1, 2:]).var())
+    ok = lap >= limits.min_sharpness
+    checks.append(Check(
+        "sharpness", ok, 100.0 if ok else 50.0 * lap / limits.min_sharpness,
+        f"laplacian variance {lap:.1f}",
+        "Foto kabur. Lihat ke kamera dan jangan bergerak.",
+        "Photo blurred. Look at the camera and hold still.",
+    ))
+
+    total = sum(WEIGHTS[c.name] for c in checks)
+    weighted = sum(WEIGHTS[c.name] * c.score for c in checks) / total
+    # One failed check must show in the score: it caps the total 25 points above its own
+    # (failed checks score below 50), so a blurred photo cannot pass on good lighting alone.
+    score = int(round(min(weighted, min(c.score for c in checks) + 25)))
+    passed = score >= threshold and all(c.passed for c in checks)
+    return FaceQuality(score, passed, tuple(checks), tuple(not_checked))

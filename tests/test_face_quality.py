@@ -1,0 +1,153 @@
+"""Face-photo quality checks on synthetic portraits with each knob turned, plus odd inputs."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from agent.config import QualityConfig
+from agent.quality.face import (
+    NOT_CHECKED,
+    FaceQuality,
+    check_face,
+    check_face_jpeg,
+    classify_colour,
+    expected_background,
+)
+from drivers.emulators.camera import BACKGROUNDS, Portrait, encode_jpeg, render_portrait
+
+W, H = 960, 540  # half of 1080p keeps the suite fast; the checks work at a fixed height
+
+
+def q(p: Portrait, **kwargs: object) -> FaceQuality:
+    return check_face(render_portrait(W, H, p), **kwargs)  # type: ignore[arg-type]
+
+
+def failed(result: FaceQuality) -> set[str]:
+    return {c.name for c in result.failed()}
+
+
+def test_good_portrait_passes_with_full_score() -> None:
+    result = q(Portrait(), rule="birth-year", birth_year=1990)
+    assert result.passed, result.checks
+    assert result.score == 100
+    assert {c.name for c in result.checks} == {
+        "resolution", "exposure", "sharpness", "background_uniform", "background_colour",
+        "centred", "size",
+    }
+    assert set(NOT_CHECKED) <= set(result.not_checked)
+    assert result.hints("id") == []
+
+
+@pytest.mark.parametrize(
+    ("portrait", "check", "word_id"),
+    [
+        (Portrait(blur=8), "sharpness", "kabur"),
+        (Portrait(exposure=0.45), "exposure", "gelap"),
+        (Portrait(exposure=1.7), "exposure", "terang"),
+        (Portrait(offset_x=0.22), "centred", "kiri"),
+        (Portrait(offset_x=-0.22), "centred", "kanan"),
+        (Portrait(scale=0.35), "size", "Maju"),
+        (Portrait(background=BACKGROUNDS["red"]), "background_colour", "biru"),
+    ],
+)
+def test_each_knob_fails_its_check(portrait: Portrait, check: str, word_id: str) -> None:
+    result = q(portrait, rule="birth-year", birth_year=2000, threshold=50)
+    assert check in failed(result)
+    assert not result.passed
+    assert result.score < 75  # a failed check caps the score
+    hint = next(c.hint_id for c in result.failed() if c.name == check)
+    assert word_id in hint
+    assert all(c.hint_en for c in result.failed())
+
+
+def test_busy_background_fails_uniformity() -> None:
+    img = render_portrait(W, H, Portrait())
+    arr = np.asarray(img).copy()
+    arr[: H // 3, : W // 6] = (240, 240, 20)  # a yellow poster in the corner
+    result = check_face(Image.fromarray(arr))
+    assert "background_uniform" in failed(result)
+
+
+def test_birth_year_rule_red_odd_blue_even() -> None:
+    red = Portrait(background=BACKGROUNDS["red"])
+    blue = Portrait(background=BACKGROUNDS["blue"])
+    assert q(red, rule="birth-year", birth_year=1991).passed
+    assert not q(red, rule="birth-year", birth_year=1992).passed
+    assert q(blue, rule="birth-year", birth_year=1992).passed
+    assert expected_background("birth-year", 1991) == "red"
+    assert expected_background("birth-year", 1992) == "blue"
+    assert expected_background("any", 1991) is None
+    assert expected_background("blue", 1991) == "blue"
+    with pytest.raises(ValueError):
+        expected_background("green", None)
+
+
+def test_unknown_birth_year_says_colour_not_checked() -> None:
+    result = q(Portrait(background=BACKGROUNDS["red"]), rule="birth-year", birth_year=None)
+    assert "background_colour" not in {c.name for c in result.checks}
+    assert any("birth year not given" in n for n in result.not_checked)
+    assert result.passed
+
+
+def test_config_default_rule_is_one_the_checker_knows() -> None:
+    cfg = QualityConfig()
+    assert expected_background(cfg.photo_background, 2001) == "red"
+    assert q(Portrait(), threshold=cfg.face_threshold).passed
+
+
+def test_colour_names() -> None:
+    assert classify_colour(np.array(BACKGROUNDS["red"])) == "red"
+    assert classify_colour(np.array(BACKGROUNDS["blue"])) == "blue"
+    assert classify_colour(np.array(BACKGROUNDS["white"])) == "white"
+    assert classify_colour(np.array((90, 140, 90))) == "other"
+
+
+def test_low_resolution_and_empty_frame() -> None:
+    assert "resolution" in failed(check_face(render_portrait(320, 240, Portrait())))
+    empty = check_face(Image.new("RGB", (W, H), BACKGROUNDS["blue"]))
+    assert {"centred", "size"} <= failed(empty)
+    assert not empty.passed
+
+
+def test_jpeg_path_matches_and_reports_original_size() -> None:
+    img = render_portrait(1920, 1080, Portrait())
+    result = check_face_jpeg(encode_jpeg(img), rule="blue")
+    assert result.passed
+    assert next(c.measured for c in result.checks if c.name == "resolution") == "1920x1080"
+    d = result.as_dict()
+    assert d["passed"] is True and isinstance(d["checks"], list)
+
+
+def test_grey_and_rgba_inputs_are_accepted() -> None:
+    img = render_portrait(W, H, Portrait())
+    for mode in ("L", "RGBA", "P"):
+        result = check_face(img.convert(mode))
+        assert 0 <= result.score <= 100
+
+
+def test_corrupt_jpeg_raises_pillow_error() -> None:
+    with pytest.raises(OSError):
+        check_face_jpeg(b"\xff\xd8\xff\xe0 not really a jpeg")
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "PNG")
+    assert 0 <= check_face_jpeg(buf.getvalue()).score <= 100
+
+
+@given(
+    st.integers(1, 64),
+    st.integers(1, 64),
+    st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255)),
+    st.integers(0, 2**31),
+)
+def test_any_small_image_gives_a_bounded_score(w: int, h: int, colour: tuple[int, int, int], seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    arr = (rng.integers(0, 256, (h, w, 3)) // 2 + np.array(colour) // 2).astype(np.uint8)
+    result = check_face(Image.fromarray(arr), rule="birth-year", birth_year=seed)
+    assert 0 <= result.score <= 100
+    assert not result.passed  # tiny noise is never a passport photo
