@@ -72,6 +72,8 @@ from agent.journal.schema import DDL, PAGE_SIZE, SCHEMA_VERSION
 log = logging.getLogger(__name__)
 
 DB_NAME = "journal.sqlite3"
+# Preallocated space given up when the disk fills (see _ensure_reserve).
+RESERVE_NAME = "journal.reserve"
 SQLITE_FULL = 13
 _OWN_TABLES = frozenset({"packets", "chunks", "events", "schemas", "meta", "sqlite_sequence"})
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
@@ -81,6 +83,7 @@ _DDL_RE = re.compile(
     re.IGNORECASE,
 )
 _MAX_EVENT_BYTES = 64 * 1024
+_WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024
 _PACKET_COLS = (
     "packet_id, station_id, created_at, size, sha256, state, priority, attempts, rejects,"
     " confirmed_chunks, confirmed_chunk_size, exported_at, chunk_bytes, last_error, saved_at,"
@@ -333,6 +336,7 @@ class Journal:
             j._integrity_check()
             if recover:
                 j._recover()
+                j._ensure_reserve()
             j._warning = j._meta_get("storage_warning") == "1"
         except BaseException:
             j.close()
@@ -364,8 +368,12 @@ class Journal:
             conn.execute("PRAGMA foreign_keys = ON")
             # A small page cache: memory must not grow with packet size (<= 8 MB budget).
             conn.execute("PRAGMA cache_size = -2048")
+            # Checkpoint once ~4 MiB of committed frames sit in the WAL (SQLite's default in
+            # bytes with 4 KiB pages). Committed data must not pile up in the WAL: on a full
+            # disk a checkpoint would need room to grow the database file and never get it.
+            conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_CHECKPOINT_BYTES // PAGE_SIZE}")
             # After a checkpoint the WAL file is cut back to this, returning disk space.
-            conn.execute(f"PRAGMA journal_size_limit = {32 * 1024 * 1024}")
+            conn.execute(f"PRAGMA journal_size_limit = {_WAL_CHECKPOINT_BYTES}")
             if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
                 log.warning("journal %s was created without auto_vacuum=INCREMENTAL; "
                             "purged space is reused but the file will not shrink", self.path)
@@ -519,34 +527,51 @@ class Journal:
         log.info("journal %s: %s ok (%d bytes)", self.path.name, pragma, size)
 
     def _recover(self) -> None:
-        with self._txn("start-up recovery") as conn:
-            leftovers = [r[0] for r in conn.execute(
-                "SELECT packet_id FROM packets WHERE state = ?", (WRITING,))]
-            for pid in leftovers:
-                conn.execute("DELETE FROM chunks WHERE packet_id = ?", (pid,))
-                conn.execute("DELETE FROM packets WHERE packet_id = ?", (pid,))
-            orphans = conn.execute(
-                "DELETE FROM chunks WHERE packet_id NOT IN "
-                "(SELECT packet_id FROM packets WHERE state != 'purged')"
-            ).rowcount
-            reset = conn.execute(
-                "UPDATE packets SET state = 'queued' WHERE state = 'sending'").rowcount
-            if leftovers or orphans or reset:
-                self._add_event_in(conn, "journal_recovered", {
-                    "writing_removed": len(leftovers), "orphan_chunks_removed": orphans,
-                    "sending_reset": reset,
-                })
-        if leftovers or orphans or reset:
-            log.info("journal recovery: %d unfinished packets removed, %d orphan chunks, "
-                     "%d sending reset to queued", len(leftovers), orphans, reset)
+        reader = self._reader()
+        todo = reader.execute(
+            "SELECT (SELECT count(*) FROM packets WHERE state IN ('writing','sending')) + "
+            "(SELECT count(*) FROM chunks WHERE packet_id NOT IN "
+            " (SELECT packet_id FROM packets WHERE state NOT IN ('purged','writing')))"
+        ).fetchone()[0]
+        leftovers: list[str] = []
+        orphans = reset = 0
+        if todo:
+            # Only write when there is something to repair: a clean start on a full disk
+            # must not fail for want of WAL space.
+            try:
+                with self._txn("start-up recovery") as conn:
+                    leftovers = [r[0] for r in conn.execute(
+                        "SELECT packet_id FROM packets WHERE state = ?", (WRITING,))]
+                    for pid in leftovers:
+                        conn.execute("DELETE FROM packets WHERE packet_id = ?", (pid,))
+                    orphans = conn.execute(
+                        "DELETE FROM chunks WHERE packet_id NOT IN "
+                        "(SELECT packet_id FROM packets WHERE state != 'purged')"
+                    ).rowcount
+                    reset = conn.execute(
+                        "UPDATE packets SET state = 'queued' WHERE state = 'sending'").rowcount
+                    self._add_event_in(conn, "journal_recovered", {
+                        "writing_removed": len(leftovers), "orphan_chunks_removed": orphans,
+                        "sending_reset": reset,
+                    })
+            except JournalFullError as exc:
+                log.warning("journal recovery postponed: %s", exc)
+            else:
+                log.info("journal recovery: %d unfinished packets removed, %d orphan chunks, "
+                         "%d sending reset to queued", len(leftovers), orphans, reset)
         # Verify chunk hashes of the backlog now when it is small enough to be quick;
         # otherwise every chunk is still verified when read (read_range) and by `journal check`.
-        backlog = self._reader().execute(
+        backlog = reader.execute(
             "SELECT coalesce(sum(size), 0) FROM packets WHERE state IN ('queued','sending')"
         ).fetchone()[0]
-        if backlog <= self.cfg.verify_on_open_max_bytes:
-            self.verify_backlog()
-        self.purge_due()
+        try:
+            if backlog <= self.cfg.verify_on_open_max_bytes:
+                self.verify_backlog()
+            self.purge_due()
+        except JournalFullError as exc:
+            # A full disk must not stop the station from starting: sending (and so
+            # freeing space) needs the journal open. Purge is retried on the next ack.
+            log.warning("journal recovery: %s; continuing", exc)
 
     def verify_backlog(self) -> list[str]:
         """Re-hash every queued packet; quarantine (and report) each corrupt one. Returns their ids."""
@@ -618,8 +643,9 @@ class Journal:
                     "INSERT INTO chunks (packet_id, idx, sha256, data) VALUES (?, ?, ?, ?)",
                     (sink.packet_id, idx, digest, data))
             except sqlite3.Error as exc:
-                self._rollback_open_sink(f"chunk insert failed: {exc}")
                 err = _map_sqlite_error(exc, f"packet {sink.packet_id}")
+                self._rollback_open_sink(f"chunk insert failed: {exc}",
+                                         disk_full=isinstance(err, JournalFullError))
                 raise type(err)(f"{err}; nothing of this packet was kept") from exc
         finally:
             self._cv.release()
@@ -640,11 +666,13 @@ class Journal:
                      size, sha256, chunk_bytes, count, now))
                 conn.execute("COMMIT")  # synchronous=FULL: returns after the WAL fsync
             except sqlite3.Error as exc:
-                self._rollback_open_sink(f"commit failed: {exc}")
                 err = _map_sqlite_error(exc, f"packet {sink.packet_id}")
+                self._rollback_open_sink(f"commit failed: {exc}",
+                                         disk_full=isinstance(err, JournalFullError))
                 raise type(err)(f"{err}; the packet was NOT saved") from exc
             self._owner = None
             self._sink = None
+            self._checkpoint()
             self._cv.notify_all()
         finally:
             self._cv.release()
@@ -665,7 +693,58 @@ class Journal:
         finally:
             self._cv.release()
 
-    def _rollback_open_sink(self, why: str) -> None:
+    def _checkpoint(self) -> None:
+        """With the lock held: copy committed WAL frames into the database file now.
+
+        After every packet, so committed data never waits in the WAL: when a later packet
+        hits ENOSPC, the WAL then holds only that packet's uncommitted frames and a
+        TRUNCATE checkpoint can give their space back without growing the database file.
+        The I/O is the same as SQLite's automatic checkpoint would do a little later.
+        """
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            log.warning("journal: checkpoint failed: %s", exc)
+
+    @property
+    def _reserve_path(self) -> Path:
+        return self.path.with_name(RESERVE_NAME)
+
+    def _ensure_reserve(self, free: int | None = None) -> None:
+        """Keep the reserve file allocated while the disk has room for it and one more packet."""
+        size = self.cfg.reserve_bytes
+        path = self._reserve_path
+        if size == 0 or path.exists():
+            return
+        if free is None:
+            free = shutil.disk_usage(self.path.parent).free
+        if free < size + 2 * self.cfg.max_packet_bytes + self.cfg.free_disk_floor_bytes:
+            return
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, size)  # real blocks, not a sparse file
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            log.warning("journal: cannot allocate the %d-byte reserve file: %s", size, exc.strerror)
+
+    def _release_reserve(self) -> bool:
+        """Give the reserve's space back to the disk (after ENOSPC). True when it was there."""
+        try:
+            self._reserve_path.unlink()
+        except FileNotFoundError:
+            return False
+        log.warning("journal: disk full; released the %d-byte reserve so acknowledgements and "
+                    "purges can still be written", self.cfg.reserve_bytes)
+        return True
+
+    def _rollback_open_sink(self, why: str, *, disk_full: bool = False) -> None:
         """With the lock held: roll back the open packet transaction and free the writer."""
         sink = self._sink
         conn = self._conn
@@ -675,6 +754,8 @@ class Journal:
             except sqlite3.Error as exc:
                 log.warning("journal: rollback failed: %s", exc)
         if conn is not None:
+            if disk_full:
+                self._release_reserve()
             # After ENOSPC the WAL may be long; give its space back if a checkpoint can run.
             try:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
@@ -839,6 +920,15 @@ class Journal:
 
     def purge_due(self) -> int:
         """Purge delivered packets past retention (secure delete, tombstone kept); count them."""
+        try:
+            return self._purge_due()
+        except JournalFullError:
+            # Zeroing freed pages writes them once more; on a full disk use the reserve.
+            if not self._release_reserve():
+                raise
+            return self._purge_due()
+
+    def _purge_due(self) -> int:
         cutoff = iso(self._clock() - timedelta(seconds=self.cfg.retention_seconds))
         purged = 0
         with self._txn("purge") as conn:
@@ -951,10 +1041,15 @@ class Journal:
             "SELECT count(*), min(created_at) FROM packets "
             "WHERE state IN ('queued','sending','quarantined')").fetchone()
         free = shutil.disk_usage(self.path.parent).free
+        if not self._reserve_path.exists():
+            self._ensure_reserve(free)
+            free = shutil.disk_usage(self.path.parent).free
         cfg = self.cfg
         # A packet passes through the WAL before a checkpoint copies it into the database
         # file, so the disk must briefly hold it twice.
         need_disk = 2 * cfg.max_packet_bytes + cfg.free_disk_floor_bytes
+        if not self._reserve_path.exists():
+            need_disk += cfg.reserve_bytes  # the reserve was spent: win it back first
         quota_ok = used + cfg.max_packet_bytes <= cfg.max_bytes
         disk_ok = free >= need_disk
         warning = self._update_watermark(used)
