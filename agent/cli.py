@@ -23,6 +23,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("diag", "agent.commands.diag"),
     ("config", "agent.commands.config"),
     ("keys", "agent.commands.keys"),
+    ("enroll", "agent.commands.enroll"),
     ("version", "agent.commands.version"),
 ]
 
