@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from agent.quality.result import Check, combine, grade
+
 NOT_CHECKED: tuple[str, ...] = (
     "face detection (a person-shaped region is found, not a face)",
     "eye positions and inter-eye distance",
@@ -59,18 +61,6 @@ class FaceThresholds:
     max_head_width: float = 0.70
     min_crown_margin: float = 0.02  # space above the head, share of height
     max_crown_margin: float = 0.30
-
-
-@dataclass(frozen=True)
-class Check:
-    """One check: did it pass, its 0-100 score, what was measured, and what to tell people."""
-
-    name: str
-    passed: bool
-    score: float
-    measured: str
-    hint_id: str = ""
-    hint_en: str = ""
 
 
 @dataclass(frozen=True)
@@ -141,14 +131,6 @@ def classify_colour(rgb: np.ndarray) -> str:
 
 def _luma(arr: np.ndarray) -> np.ndarray:
     return arr[..., 0] * 0.299 + arr[..., 1] * 0.587 + arr[..., 2] * 0.114
-
-
-def _grade(value: float, lo: float, hi: float, soft: float) -> float:
-    """100 inside [lo, hi]; outside, below 50 and falling linearly to 0 at ``soft`` beyond."""
-    if lo <= value <= hi:
-        return 100.0
-    dist = lo - value if value < lo else value - hi
-    return max(0.0, 50.0 * (1 - dist / soft))
 
 
 def check_face_jpeg(
@@ -223,8 +205,8 @@ def check_face(
     uniform = spread <= limits.max_background_std and intrusion <= limits.max_background_intrusion
     checks.append(Check(
         "background_uniform", uniform,
-        min(_grade(spread, 0, limits.max_background_std, 30),
-            _grade(intrusion, 0, limits.max_background_intrusion, 0.3)),
+        min(grade(spread, 0, limits.max_background_std, 30),
+            grade(intrusion, 0, limits.max_background_intrusion, 0.3)),
         f"spread {spread:.1f}, intrusion {intrusion:.3f}",
         "Latar belakang tidak polos. Rapikan kain latar dan jauhkan benda lain.",
         "Background is not plain. Straighten the backdrop and remove other objects.",
@@ -265,7 +247,7 @@ def check_face(
         offset = (centre_x - w / 2) / w
         ok = abs(offset) <= limits.max_centre_offset
         checks.append(Check(
-            "centred", ok, _grade(abs(offset), 0, limits.max_centre_offset, 0.2),
+            "centred", ok, grade(abs(offset), 0, limits.max_centre_offset, 0.2),
             f"head centre {offset:+.2f} of width",
             "Posisikan wajah di tengah: geser ke " + ("kiri." if offset > 0 else "kanan."),
             "Centre the face: move to the " + ("left." if offset > 0 else "right."),
@@ -277,8 +259,8 @@ def check_face(
         too_small = share < limits.min_head_width or margin > limits.max_crown_margin
         checks.append(Check(
             "size", size_ok,
-            min(_grade(share, limits.min_head_width, limits.max_head_width, 0.2),
-                _grade(margin, limits.min_crown_margin, limits.max_crown_margin, 0.2)),
+            min(grade(share, limits.min_head_width, limits.max_head_width, 0.2),
+                grade(margin, limits.min_crown_margin, limits.max_crown_margin, 0.2)),
             f"head width {share:.2f} of width, crown at {margin:.2f} of height",
             "Maju sedikit ke kamera." if too_small else "Mundur sedikit; kepala harus terlihat utuh.",
             "Move a little closer." if too_small else "Move back a little; the whole head must show.",
@@ -301,8 +283,8 @@ def check_face(
     dark = mean < limits.face_luma_min
     checks.append(Check(
         "exposure", ok,
-        min(_grade(mean, limits.face_luma_min, limits.face_luma_max, 60),
-            _grade(clipped_face, 0, limits.max_clipped_share, 0.2)),
+        min(grade(mean, limits.face_luma_min, limits.face_luma_max, 60),
+            grade(clipped_face, 0, limits.max_clipped_share, 0.2)),
         f"face luminance {mean:.0f}, clipped {clipped_face:.3f} (face) {clipped_all:.3f} (all)",
         "Foto terlalu gelap. Nyalakan lampu atau naikkan kecerahan." if dark
         else "Foto terlalu terang. Kurangi lampu atau kecerahan.",
@@ -322,10 +304,6 @@ def check_face(
         "Photo blurred. Look at the camera and hold still.",
     ))
 
-    total = sum(WEIGHTS[c.name] for c in checks)
-    weighted = sum(WEIGHTS[c.name] * c.score for c in checks) / total
-    # One failed check must show in the score: it caps the total 25 points above its own
-    # (failed checks score below 50), so a blurred photo cannot pass on good lighting alone.
-    score = int(round(min(weighted, min(c.score for c in checks) + 25)))
+    score = combine(checks, WEIGHTS)
     passed = score >= threshold and all(c.passed for c in checks)
     return FaceQuality(score, passed, tuple(checks), tuple(not_checked))
