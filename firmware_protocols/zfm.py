@@ -584,6 +584,16 @@ def _lookup(instruction: str | Instruction) -> Instruction:
         raise EncodeError(f"unknown instruction {instruction!r}") from None
 
 
+def encode_params(instruction: str | Instruction, **params: int | bytes) -> bytes:
+    """The parameter bytes of a command (after the instruction code), checked against the table.
+
+    Raises:
+        EncodeError: unknown instruction, missing/unknown parameter or a value out of range.
+    """
+    spec = _lookup(instruction)
+    return _pack_fields(spec.params, params, spec.name)
+
+
 def encode_command(
     instruction: str | Instruction, address: int = DEFAULT_ADDRESS, **params: int | bytes
 ) -> bytes:
@@ -998,6 +1008,7 @@ __all__ = [
     "checksum",
     "encode_command",
     "encode_data_stream",
+    "encode_params",
     "encode_reply",
     "image_geometry",
     "pack_4bit",
