@@ -323,6 +323,33 @@ class PrinterConfig:
         5.0,
         minimum=0.0,
     )
+    ribbon_low_cards: int = key(
+        "Report the ribbon as low when the printer says fewer cards than this are left (Rco;l).",
+        20,
+        minimum=0,
+    )
+    forecast_window_days: int = key(
+        "Days of recent printing the stock forecast takes its rate from.", 14, minimum=1, maximum=365
+    )
+    order_max_bytes: int = key(
+        "Largest signed print order accepted (card data, photo and signature included).",
+        512 * 1024,
+        minimum=4096,
+        maximum=16 * 1024**2,
+    )
+    max_attempts: int = key(
+        "Give an order up as failed after this many spoiled attempts (jams, ribbon breaks).",
+        3,
+        minimum=1,
+        maximum=20,
+    )
+    command_timeout_seconds: float = key(
+        "Bound on the printer's answer to a query or setting.", 5.0, minimum=0.1, maximum=120.0
+    )
+    print_timeout_seconds: float = key(
+        "Bound on the printer's answer to a panel download or card eject.", 60.0, minimum=1.0,
+        maximum=600.0,
+    )
 
 
 @dataclass(frozen=True)
