@@ -93,13 +93,13 @@ class PgServer:
         raise PgServerError("PostgreSQL did not accept connections within 30 s")
 
     def stop(self) -> None:
-        """Stop the server (fast shutdown) and delete its folder."""
+        """Stop the server and delete its folder (immediate mode: the data is thrown away)."""
         if self.workdir is None:
             return
         data = self.workdir / "data"
         if (data / "postmaster.pid").exists():
             subprocess.run(
-                [*self._as_user, str(self.bindir / "pg_ctl"), "-D", str(data), "-m", "fast",
+                [*self._as_user, str(self.bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
                  "-w", "-t", "30", "stop"],
                 capture_output=True, check=False, timeout=60,
             )

@@ -1,0 +1,281 @@
+"""Head-office storage backends: the same contract on the SQLite folder and on real PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent.headoffice.pgserver import PgServer, PgServerError
+from agent.headoffice.receiver import BadChunk, parse_chunk
+from agent.headoffice.storage import (
+    REJECTED,
+    STORED,
+    ChunkMeta,
+    ChunkRefused,
+    PacketInvalid,
+    PacketRecord,
+    Storage,
+    assemble,
+)
+from agent.headoffice.storage_pg import PostgresStorage
+from agent.headoffice.storage_sqlite import SqliteStorage
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+CS = 1024
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PgServer]:
+    """A real PostgreSQL server for this module."""
+    try:
+        server = PgServer().start()
+    except PgServerError as exc:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL must run in CI: {exc}")
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def make_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Storage]]:
+    """A factory of Storage objects that all share one store (like receivers of a group)."""
+    made: list[Storage] = []
+    dsn = None
+    if request.param == "postgresql":
+        import psycopg
+
+        server: PgServer = request.getfixturevalue("pg")
+        name = "s_" + uuid.uuid4().hex[:12]
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        dsn = f"host=127.0.0.1 port={server.port} user=postgres dbname={name}"
+
+    def make() -> Storage:
+        s: Storage = PostgresStorage(dsn, tmp_path / "bodies") if dsn else SqliteStorage(
+            tmp_path / "store")
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.close()
+
+
+def metas(data: bytes, station: str = "st-a", pid: str = "p-1") -> list[tuple[ChunkMeta, bytes]]:
+    """Chunk metadata as a station would send it, built here without the receiver's parser."""
+    n = max(1, -(-len(data) // CS))
+    out = []
+    for i in range(n):
+        chunk = data[i * CS:(i + 1) * CS]
+        last = i == n - 1
+        out.append((ChunkMeta(station, pid, i, n, CS, i * CS, hashlib.sha256(chunk).hexdigest(),
+                              len(data) if last else None,
+                              hashlib.sha256(data).hexdigest() if last else None), chunk))
+    return out
+
+
+def accept(path: Path, record: PacketRecord) -> None:
+    """A verifier that accepts anything (the packet format has its own tests)."""
+
+
+def test_chunks_assemble_into_the_exact_bytes(make_storage: Callable[[], Storage]) -> None:
+    s = make_storage()
+    data = os.urandom(5 * CS + 17)
+    parts = metas(data)
+    rec = None
+    for meta, chunk in reversed(parts):  # order must not matter
+        rec = s.put_chunk(meta, chunk)
+    assert rec is not None and rec.complete and rec.missing == []
+    final = assemble(s, rec, "me", accept, 30)
+    assert final is not None and final.state == STORED
+    assert s.packet_path(final).read_bytes() == data
+    # Chunk bytes are gone once the packet is stored.
+    assert list(s.iter_chunks("p-1")) == []
+
+
+def test_duplicate_chunks_are_idempotent_and_stored_packet_not_rewritten(
+        make_storage: Callable[[], Storage]) -> None:
+    s = make_storage()
+    data = os.urandom(3 * CS)
+    parts = metas(data)
+    for meta, chunk in parts + parts[:2]:
+        rec = s.put_chunk(meta, chunk)
+    assert rec.received == frozenset({0, 1, 2})
+    final = assemble(s, s.packet("p-1") or rec, "me", accept, 30)
+    assert final is not None and final.state == STORED
+    mtime = s.packet_path(final).stat().st_mtime_ns
+    for meta, chunk in parts:
+        again = s.put_chunk(meta, chunk)
+        assert again.state == STORED
+    assert s.packet_path(final).stat().st_mtime_ns == mtime
+    assert assemble(s, again, "me", accept, 30) is None
+
+
+def test_contradicting_chunks_are_refused(make_storage: Callable[[], Storage]) -> None:
+    s = make_storage()
+    data = os.urandom(3 * CS)
+    parts = metas(data)
+    s.put_chunk(*parts[0])
+    other_station = metas(data, station="st-b")[1]
+    with pytest.raises(ChunkRefused, match="another station"):
+        s.put_chunk(*other_station)
+    m0 = parts[1][0]
+    with pytest.raises(ChunkRefused, match="chunks"):
+        s.put_chunk(ChunkMeta(m0.station_id, m0.packet_id, 1, 9, CS, CS, m0.chunk_sha256),
+                    parts[1][1])
+    last_meta, last = parts[-1]
+    s.put_chunk(last_meta, last)
+    with pytest.raises(ChunkRefused, match="differs"):
+        s.put_chunk(ChunkMeta(last_meta.station_id, last_meta.packet_id, last_meta.index,
+                              last_meta.chunks, CS, last_meta.offset, last_meta.chunk_sha256,
+                              last_meta.packet_size, "0" * 64), last)
+    rec = s.packet("p-1")
+    assert rec is not None and rec.received == frozenset({0, 2})
+
+
+def test_claim_is_exclusive_until_the_lease_runs_out(make_storage: Callable[[], Storage]) -> None:
+    a, b = make_storage(), make_storage()
+    for meta, chunk in metas(os.urandom(2 * CS)):
+        a.put_chunk(meta, chunk)
+    assert a.claim("p-1", "rx-a", 0.5)
+    assert not b.claim("p-1", "rx-b", 0.5)
+    assert a.claim("p-1", "rx-a", 0.5)  # renewing one's own lease is fine
+    time.sleep(0.6)
+    assert b.claim("p-1", "rx-b", 30)
+    assert not a.claim("p-1", "rx-a", 30)
+
+
+def test_bad_packet_is_rejected_then_a_new_attempt_can_succeed(
+        make_storage: Callable[[], Storage]) -> None:
+    s = make_storage()
+    data = os.urandom(2 * CS)
+
+    def refuse(path: Path, record: PacketRecord) -> None:
+        raise PacketInvalid("BadSignatureError: nope")
+
+    for meta, chunk in metas(data):
+        rec = s.put_chunk(meta, chunk)
+    final = assemble(s, rec, "me", refuse, 30)
+    assert final is not None and final.state == REJECTED and final.reason == "BadSignatureError: nope"
+    # The station's next attempt under the same packet id starts afresh and can succeed.
+    for meta, chunk in metas(data):
+        rec = s.put_chunk(meta, chunk)
+    assert rec.state == "receiving"
+    final = assemble(s, rec, "me", accept, 30)
+    assert final is not None and final.state == STORED
+
+
+def test_concurrent_receivers_store_once(make_storage: Callable[[], Storage]) -> None:
+    """Four 'receivers' (own connections, own threads) get the chunks of 6 packets interleaved."""
+    stores = [make_storage() for _ in range(4)]
+    packets = {f"p-{i}": os.urandom(4 * CS + i) for i in range(6)}
+    work = [(pid, m, c) for pid, data in packets.items() for m, c in metas(data, pid=pid)]
+    work += work[::3]  # some duplicates, as QoS 1 redelivery would cause
+    results: list[PacketRecord] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker(k: int) -> None:
+        try:
+            for j, (_pid, meta, chunk) in enumerate(work):
+                if j % 4 != k:
+                    continue
+                rec = stores[k].put_chunk(meta, chunk)
+                if rec.complete:
+                    final = assemble(stores[k], rec, f"rx-{k}", accept, 30)
+                    if final is not None:
+                        with lock:
+                            results.append(final)
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    # Chunk transactions are serialised per packet, so whoever stored the last one saw the
+    # packet complete: nothing is left for a recovery pass.
+    assert stores[0].incomplete(100) == []
+    stored = [r for r in results if r.state == STORED]
+    assert sorted(r.packet_id for r in stored) == sorted(packets)
+    for pid, data in packets.items():
+        got = stores[1].packet(pid)
+        assert got is not None and got.state == STORED
+        assert stores[2].packet_path(got).read_bytes() == data
+
+
+def test_import_is_deduplicated(make_storage: Callable[[], Storage], tmp_path: Path) -> None:
+    s = make_storage()
+    src = tmp_path / "x.rkp"
+    src.write_bytes(b"packet-bytes")
+    sha = hashlib.sha256(b"packet-bytes").hexdigest()
+    assert s.import_packet("st-a", "p-9", src, sha, 12)
+    assert not s.import_packet("st-a", "p-9", src, sha, 12)
+    rec = s.packet("p-9")
+    assert rec is not None and rec.state == STORED
+    assert s.packet_path(rec).read_bytes() == b"packet-bytes"
+    # A chunk for an imported packet is a duplicate, not a new packet.
+    meta, chunk = metas(b"packet-bytes", pid="p-9")[0]
+    assert s.put_chunk(meta, chunk).state == STORED
+
+
+def test_station_registry(make_storage: Callable[[], Storage]) -> None:
+    s = make_storage()
+    s.record_status("st-a", True, "1.2", "2026-01-01T00:00:00Z")
+    s.record_status("st-a", False, None, None)  # the Last Will carries no version
+    s.record_telemetry("st-a", {"backlog": 2})
+    s.record_telemetry("st-a", {"backlog": 5})
+    assert s.record_event("st-a", "e1", "low_stock", "2026-01-01T00:00:00Z", {"left": 3})
+    assert not s.record_event("st-a", "e1", "low_stock", "2026-01-01T00:00:00Z", {"left": 3})
+    s.record_event("st-b", "e1", "x", "", {})
+    rows = {r.station_id: r for r in s.stations()}
+    assert rows["st-a"].online is False and rows["st-a"].version == "1.2"
+    assert rows["st-a"].telemetry == {"backlog": 5} and rows["st-a"].events == 1
+    assert rows["st-b"].events == 1 and rows["st-b"].online is None
+    assert s.events("st-a", 10)[0]["payload"] == {"left": 3}
+
+
+# --------------------------------------------------------------------------- chunk parsing
+
+
+@given(st.dictionaries(st.sampled_from(["packet_id", "chunk", "chunks", "chunk_size", "offset",
+                                        "chunk_sha256", "packet_size", "packet_sha256", "x"]),
+                       st.text(max_size=30)),
+       st.binary(max_size=64))
+def test_parse_chunk_raises_only_badchunk(props: dict[str, str], payload: bytes) -> None:
+    try:
+        meta = parse_chunk("st-a", props, payload, max_chunk_bytes=4096,
+                           max_packet_bytes=1 << 20)
+    except BadChunk:
+        return
+    assert meta.offset == meta.index * meta.chunk_size
+    assert hashlib.sha256(payload).hexdigest() == meta.chunk_sha256
+
+
+def test_parse_chunk_accepts_a_valid_last_chunk() -> None:
+    payload = b"xyz"
+    props = {"packet_id": "p", "chunk": "1", "chunks": "2", "chunk_size": "4", "offset": "4",
+             "chunk_sha256": hashlib.sha256(payload).hexdigest(), "packet_size": "7",
+             "packet_sha256": "ab" * 32}
+    meta = parse_chunk("st-a", props, payload, max_chunk_bytes=4096, max_packet_bytes=1 << 20)
+    assert (meta.index, meta.packet_size) == (1, 7)
+    with pytest.raises(BadChunk, match="packet_size"):
+        parse_chunk("st-a", {**props, "packet_size": "8"}, payload, max_chunk_bytes=4096,
+                    max_packet_bytes=1 << 20)
+    with pytest.raises(BadChunk, match="out of range"):
+        parse_chunk("st-a", {**props, "chunk_size": "8192"}, payload, max_chunk_bytes=4096,
+                    max_packet_bytes=1 << 20)
