@@ -1,0 +1,486 @@
+"""Chunked, windowed, resumable transfer of journal packets and events (docs/protocol.md).
+
+The :class:`Sender` decides what to publish next; the uplink thread (client.py) owns it, feeds it
+broker PUBACKs and head-office acks, and calls :meth:`Sender.pump` whenever the window may have
+room. It never holds more than ``window`` chunks in memory: each chunk is read from the journal
+with ``read_range`` just before it is published, and the backlog stays in the journal.
+
+Delivery rules (research note G2-G8):
+
+- A PUBACK only frees a window slot. A packet leaves the journal only on head office's signed
+  "complete" ack whose ``packet_sha256`` matches the journal's.
+- "missing" resends just the listed chunks; no ack within ``ack_timeout`` sends an ack query
+  (idempotent; head office answers with the packet's current state).
+- A packet that was already being sent by an earlier process (kill -9, power cut) is resumed by
+  asking head office first (ack query) and sending only what it lacks; if head office does not
+  answer in time, every chunk head office has not confirmed is sent. The chunks head office
+  says it holds (every index not in a "missing" list) are recorded with
+  ``mark_confirmed_chunks``; a PUBACK is never recorded (the broker is not head office).
+- "rejected" counts against ``max_rejects``; then the packet is quarantined and an event raised.
+- Events are published ahead of chunks and marked sent on PUBACK, so they never wait behind a
+  packet backlog.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from typing import Any, Protocol
+
+from agent.journal.errors import JournalError
+from agent.uplink.incoming import Ack
+from agent.uplink.ratelimit import TokenBucket
+from agent.uplink.topics import CONTENT_TYPE_CHUNK, Topics
+
+log = logging.getLogger(__name__)
+
+# Events in flight at once; they bypass the chunk window.
+EVENT_WINDOW = 4
+# How many outbox rows to look at when choosing the next packet (today's first).
+OUTBOX_SCAN = 256
+OUTBOX_REFRESH_SECONDS = 2.0
+
+
+class PacketInfoLike(Protocol):
+    """The fields of agent.journal.PacketInfo that the sender reads."""
+
+    packet_id: str
+    created_at: str
+    size: int
+    sha256: str
+    state: str
+    priority: int
+    confirmed_chunks: frozenset[int]
+    confirmed_chunk_size: int
+
+
+class EventLike(Protocol):
+    """The fields of agent.journal.EventRow that the sender reads."""
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    created_at: str
+
+
+class JournalLike(Protocol):
+    """The part of the journal (contract A) the uplink uses."""
+
+    def outbox(self, limit: int) -> Sequence[PacketInfoLike]: ...
+    def packet(self, packet_id: str) -> PacketInfoLike | None: ...
+    def read_range(self, packet_id: str, offset: int, length: int) -> bytes: ...
+    def mark_sending(self, packet_id: str) -> None: ...
+    def mark_confirmed_chunks(self, packet_id: str, chunk_size: int,
+                              indices: Iterable[int]) -> None: ...
+    def mark_delivered(self, packet_id: str, sha256: str) -> None: ...
+    def record_reject(self, packet_id: str, reason: str, max_rejects: int) -> bool: ...
+    def add_event(self, kind: str, payload: dict[str, Any]) -> int: ...
+    def pending_events(self, limit: int) -> Sequence[EventLike]: ...
+    def mark_event_sent(self, event_id: int) -> None: ...
+
+
+# publish(topic, payload, qos, retain, user_properties, content_type) -> mid, or None when the
+# client refused it (not connected, queue full): the sender then tries again later.
+PublishFn = Callable[[str, bytes, int, bool, list[tuple[str, str]], str | None], int | None]
+
+
+@dataclass
+class _Packet:
+    """A packet being transferred in this process."""
+
+    packet_id: str
+    size: int
+    sha256: str
+    chunk_size: int
+    chunks: int
+    todo: deque[int] = field(default_factory=deque)
+    inflight: set[int] = field(default_factory=set)
+    fallback: list[int] = field(default_factory=list)
+    ack_deadline: float | None = None
+    queries: int = 0
+
+
+@dataclass
+class SenderStats:
+    """Counters for diagnostics."""
+
+    chunks_sent: int = 0
+    bytes_acked: int = 0
+    packets_delivered: int = 0
+    packets_quarantined: int = 0
+    resent_chunks: int = 0
+    ack_queries: int = 0
+    events_sent: int = 0
+    puback_failures: int = 0
+    bad_acks: int = 0
+    last_ack_at: str | None = None
+
+
+def chunk_properties(packet: _Packet, index: int, offset: int, digest: str) -> list[tuple[str, str]]:
+    """MQTT v5 user properties of one chunk (contract C)."""
+    props = [
+        ("v", "1"),
+        ("packet_id", packet.packet_id),
+        ("chunk", str(index)),
+        ("chunks", str(packet.chunks)),
+        ("chunk_size", str(packet.chunk_size)),
+        ("offset", str(offset)),
+        ("chunk_sha256", digest),
+    ]
+    if index == packet.chunks - 1:
+        props += [("packet_size", str(packet.size)), ("packet_sha256", packet.sha256)]
+    return props
+
+
+def query_properties(packet: _Packet) -> list[tuple[str, str]]:
+    """MQTT v5 user properties of an ack query (contract C)."""
+    return [
+        ("v", "1"),
+        ("packet_id", packet.packet_id),
+        ("query", "1"),
+        ("packet_sha256", packet.sha256),
+        ("packet_size", str(packet.size)),
+        ("chunks", str(packet.chunks)),
+        ("chunk_size", str(packet.chunk_size)),
+    ]
+
+
+class Sender:
+    """What to publish next, and what broker and head-office acks mean for the journal."""
+
+    def __init__(
+        self,
+        journal: JournalLike,
+        topics: Topics,
+        *,
+        chunk_bytes: int,
+        window: int,
+        ack_timeout: float,
+        max_rejects: int,
+        max_unacked_packets: int,
+        bandwidth_limit_bps: float = 0.0,
+        today_first: bool = True,
+        office_tz: tzinfo | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.journal = journal
+        self.topics = topics
+        self.configured_chunk_bytes = chunk_bytes
+        self.chunk_bytes = chunk_bytes
+        self.configured_window = window
+        self.window = window
+        self.ack_timeout = ack_timeout
+        self.max_rejects = max_rejects
+        self.max_unacked_packets = max_unacked_packets
+        self.today_first = today_first
+        self.office_tz = office_tz
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.bucket = TokenBucket(bandwidth_limit_bps, now=clock())
+        self.stats = SenderStats()
+        self.packets: dict[str, _Packet] = {}  # in transfer or awaiting head office's ack
+        self.inflight: dict[int, tuple[str, str, int]] = {}  # mid -> (kind, id, n)
+        self.events_inflight: set[int] = set()
+        self._candidates: deque[PacketInfoLike] = deque()
+        self._candidates_at = -1e9
+        self._drain: deque[tuple[float, int]] = deque()  # (time, bytes) for the drain rate
+
+    # ------------------------------------------------------------------ connection
+    def connected(self, *, max_packet_size: int | None, receive_maximum: int | None,
+                  overhead: int) -> None:
+        """A new connection: fit chunk size and window to what the broker announced."""
+        chunk = self.configured_chunk_bytes
+        if max_packet_size is not None:
+            chunk = min(chunk, max_packet_size - overhead)
+        if chunk < 1024:
+            raise ValueError(f"broker maximum packet size {max_packet_size} is too small to send chunks")
+        self.chunk_bytes = chunk
+        window = self.configured_window
+        if receive_maximum is not None:
+            # Keep slots free for events, status and ack queries.
+            window = max(1, min(window, receive_maximum - EVENT_WINDOW - 2))
+        self.window = window
+        # The client library resends its in-flight messages itself on reconnect (same mids),
+        # so only our plan needs no change; a query per awaiting packet catches anything lost.
+        now = self.clock()
+        for packet in self.packets.values():
+            if packet.ack_deadline is not None:
+                packet.ack_deadline = min(packet.ack_deadline, now)
+
+    def forget_inflight(self) -> None:
+        """The client dropped its in-flight messages: put their chunks back in the plan."""
+        for kind, ident, index in self.inflight.values():
+            packet = self.packets.get(ident)
+            if kind == "chunk" and packet is not None and index in packet.inflight:
+                packet.inflight.discard(index)
+                packet.todo.appendleft(index)
+        self.inflight.clear()
+        self.events_inflight.clear()
+
+    # ------------------------------------------------------------------ pumping
+    def chunks_inflight(self) -> int:
+        """Chunks published and not yet PUBACKed."""
+        return sum(1 for kind, _, _ in self.inflight.values() if kind == "chunk")
+
+    def pump(self, publish: PublishFn) -> float:
+        """Publish what fits now; return seconds until pump should be called again at latest."""
+        now = self.clock()
+        self._pump_events(publish)
+        self._check_ack_deadlines(publish, now)
+        wait = self._pump_chunks(publish)
+        deadlines = [p.ack_deadline for p in self.packets.values() if p.ack_deadline is not None]
+        if deadlines:
+            wait = min(wait, max(0.0, min(deadlines) - now))
+        return max(0.0, min(wait, 1.0))
+
+    def _pump_events(self, publish: PublishFn) -> None:
+        room = EVENT_WINDOW - len(self.events_inflight)
+        if room <= 0:
+            return
+        for event in self.journal.pending_events(EVENT_WINDOW * 2):
+            if event.id in self.events_inflight:
+                continue
+            if room <= 0:
+                break
+            payload = event_payload(event)
+            mid = publish(self.topics.event, payload, 1, False, [("v", "1")], "application/json")
+            if mid is None:
+                return
+            self.inflight[mid] = ("event", str(event.id), event.id)
+            self.events_inflight.add(event.id)
+            room -= 1
+
+    def _next_candidate(self) -> PacketInfoLike | None:
+        now = self.clock()
+        if not self._candidates or now - self._candidates_at > OUTBOX_REFRESH_SECONDS:
+            rows = [p for p in self.journal.outbox(OUTBOX_SCAN) if p.packet_id not in self.packets]
+            if self.today_first:
+                today = self._today_start()
+                # Priority first, then today's before older, then oldest first. created_at is
+                # fixed-width UTC text, so string order is time order.
+                rows.sort(key=lambda p: (-p.priority, p.created_at < today, p.created_at))
+            self._candidates = deque(rows)
+            self._candidates_at = now
+        while self._candidates:
+            info = self._candidates.popleft()
+            if info.packet_id not in self.packets:
+                return info
+        return None
+
+    def _today_start(self) -> str:
+        """Local midnight of the office's today, as UTC text comparable with created_at."""
+        wall = self.wall_clock() if self.wall_clock else datetime.now(UTC)
+        local = wall.astimezone(self.office_tz or UTC)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        return midnight.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+    def _start_packet(self, info: PacketInfoLike, publish: PublishFn) -> None:
+        chunk_size = self.chunk_bytes
+        confirmed: frozenset[int] = frozenset()
+        if info.confirmed_chunk_size == chunk_size:
+            confirmed = info.confirmed_chunks
+        chunks = max(1, -(-info.size // chunk_size))
+        packet = _Packet(info.packet_id, info.size, info.sha256, chunk_size, chunks)
+        todo = [i for i in range(chunks) if i not in confirmed]
+        # attempts > 0: an earlier connection or process sent some of it (the journal turns
+        # "sending" back into "queued" at start-up, so the state alone cannot tell).
+        resumed = info.state == "sending" or getattr(info, "attempts", 0) > 0
+        try:
+            self.journal.mark_sending(info.packet_id)
+        except JournalError as exc:
+            # Changed state since the outbox was read (quarantined, delivered): skip it.
+            log.info("packet %s not sent: %s", info.packet_id, exc)
+            return
+        self.packets[info.packet_id] = packet
+        if resumed:
+            # Ask head office what it already has before sending anything again.
+            packet.fallback = todo
+            self._query(packet, publish)
+        elif not todo:
+            self._query(packet, publish)
+        else:
+            packet.todo.extend(todo)
+
+    def _pump_chunks(self, publish: PublishFn) -> float:
+        while True:
+            if self.chunks_inflight() >= self.window:
+                return 1.0
+            packet = next((p for p in self.packets.values() if p.todo), None)
+            if packet is None:
+                if len(self.packets) >= self.max_unacked_packets:
+                    return 1.0
+                info = self._next_candidate()
+                if info is None:
+                    return 1.0
+                self._start_packet(info, publish)
+                continue
+            delay = self.bucket.delay(self.clock())
+            if delay > 0:
+                return delay
+            index = packet.todo[0]
+            offset = index * packet.chunk_size
+            length = min(packet.chunk_size, packet.size - offset)
+            try:
+                data = self.journal.read_range(packet.packet_id, offset, length)
+            except JournalError as exc:
+                # The journal quarantines a packet whose chunk fails its hash (and raises the
+                # event); a damaged packet is never published.
+                self._drop_packet(packet, f"journal read failed: {type(exc).__name__}")
+                continue
+            if len(data) != length:
+                self._drop_packet(packet, f"chunk {index} read {len(data)} of {length} bytes")
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            mid = publish(self.topics.packet, data, 1, False,
+                          chunk_properties(packet, index, offset, digest), CONTENT_TYPE_CHUNK)
+            if mid is None:
+                return 0.05
+            packet.todo.popleft()
+            packet.inflight.add(index)
+            self.inflight[mid] = ("chunk", packet.packet_id, index)
+            self.bucket.consume(length, self.clock())
+            self.stats.chunks_sent += 1
+
+    def _drop_packet(self, packet: _Packet, why: str) -> None:
+        """Stop transferring a packet the journal cannot give back intact."""
+        log.error("packet %s not sent: %s", packet.packet_id, why)
+        self.stats.packets_quarantined += 1
+        self.packets.pop(packet.packet_id, None)
+
+    def _query(self, packet: _Packet, publish: PublishFn) -> None:
+        mid = publish(self.topics.packet, b"", 1, False, query_properties(packet), None)
+        now = self.clock()
+        # Ask again later even when the query could not be queued now.
+        packet.ack_deadline = now + self.ack_timeout * min(2 ** packet.queries, 8)
+        if mid is not None:
+            packet.queries += 1
+            self.stats.ack_queries += 1
+            self.inflight[mid] = ("query", packet.packet_id, 0)
+
+    def _check_ack_deadlines(self, publish: PublishFn, now: float) -> None:
+        for packet in list(self.packets.values()):
+            if packet.ack_deadline is None or packet.ack_deadline > now:
+                continue
+            if packet.todo or packet.inflight:
+                packet.ack_deadline = None
+                continue
+            if packet.fallback:
+                # Head office did not answer the resume query: send what we cannot prove it has.
+                packet.todo.extend(packet.fallback)
+                packet.fallback = []
+                packet.ack_deadline = None
+                continue
+            self._query(packet, publish)
+
+    # ------------------------------------------------------------------ acks
+    def on_puback(self, mid: int, ok: bool) -> None:
+        """The broker answered one of our QoS 1 publishes."""
+        entry = self.inflight.pop(mid, None)
+        if entry is None:
+            return
+        kind, ident, index = entry
+        if kind == "event":
+            self.events_inflight.discard(index)
+            if ok:
+                self.journal.mark_event_sent(index)
+                self.stats.events_sent += 1
+            return
+        if kind != "chunk":
+            return
+        packet = self.packets.get(ident)
+        if packet is None:
+            return
+        packet.inflight.discard(index)
+        if not ok:
+            self.stats.puback_failures += 1
+            packet.todo.appendleft(index)
+            return
+        length = min(packet.chunk_size, packet.size - index * packet.chunk_size)
+        self.stats.bytes_acked += length
+        now = self.clock()
+        self._drain.append((now, length))
+        while now - self._drain[0][0] > 10.0:
+            self._drain.popleft()
+        if not packet.todo and not packet.inflight:
+            # Whole packet accepted by the broker; head office acks when it has verified it.
+            packet.ack_deadline = now + self.ack_timeout
+
+    def on_ack(self, ack: Ack, now_iso: str) -> None:
+        """A validated head-office ack."""
+        self.stats.last_ack_at = now_iso
+        info = self.journal.packet(ack.packet_id)
+        packet = self.packets.get(ack.packet_id)
+        if info is None or info.state in ("delivered", "purged", "quarantined"):
+            self.packets.pop(ack.packet_id, None)
+            return  # a duplicate or late ack: nothing left to do
+        if ack.status == "complete":
+            if ack.packet_sha256 != info.sha256:
+                self.stats.bad_acks += 1
+                log.warning("ack for packet %s names another sha256; asking again", ack.packet_id)
+                if packet is not None:
+                    packet.ack_deadline = self.clock()
+                return
+            self.journal.mark_delivered(ack.packet_id, info.sha256)
+            self.packets.pop(ack.packet_id, None)
+            self.stats.packets_delivered += 1
+            return
+        if ack.status == "rejected":
+            quarantined = self.journal.record_reject(ack.packet_id, ack.reason[:200],
+                                                     self.max_rejects)
+            if quarantined:
+                # The journal records the packet_quarantined event in the same transaction.
+                self.packets.pop(ack.packet_id, None)
+                self.stats.packets_quarantined += 1
+                log.error("packet %s quarantined after %d rejections by head office",
+                          ack.packet_id, self.max_rejects)
+            elif packet is not None and not packet.todo and not packet.inflight:
+                packet.todo.extend(range(packet.chunks))
+                packet.ack_deadline = None
+            return
+        # "missing": resend just those chunks (in head office's chunk size).
+        if packet is None:
+            return  # not in transfer here (for example quarantined meanwhile); ignore
+        if ack.chunk_size != packet.chunk_size:
+            # Head office holds chunks of another size (our broker limit changed): start over.
+            packet.todo = deque(i for i in range(packet.chunks) if i not in packet.inflight)
+        else:
+            missing = [i for i in ack.missing if i < packet.chunks]
+            held = set(range(packet.chunks)).difference(missing)
+            if held:
+                self.journal.mark_confirmed_chunks(packet.packet_id, packet.chunk_size, held)
+            wanted = [i for i in missing if i not in packet.inflight and i not in packet.todo]
+            packet.todo.extend(wanted)
+            self.stats.resent_chunks += len(wanted)
+        packet.fallback = []
+        if packet.todo:
+            packet.ack_deadline = None
+        else:
+            packet.ack_deadline = self.clock() + self.ack_timeout
+
+    # ------------------------------------------------------------------ diagnostics
+    def drain_rate(self) -> float:
+        """Bytes per second accepted by the broker over the last 10 seconds."""
+        now = self.clock()
+        while self._drain and now - self._drain[0][0] > 10.0:
+            self._drain.popleft()
+        if not self._drain:
+            return 0.0
+        span = max(now - self._drain[0][0], 1.0)
+        return sum(n for _, n in self._drain) / span
+
+
+def event_payload(event: EventLike) -> bytes:
+    """The JSON of one journal event on ``.../event`` (contract C)."""
+    import json
+
+    return json.dumps(
+        {"v": 1, "id": event.id, "kind": event.kind, "at": event.created_at,
+         "data": event.payload},
+        separators=(",", ":"), sort_keys=True, allow_nan=False,
+    ).encode()
