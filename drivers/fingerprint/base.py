@@ -201,8 +201,9 @@ class SlapCapture:
 QUALITY_METHOD = "rekam-block-v1"
 QUALITY_METHOD_DOC = (
     "rekam-block-v1: over 16x16-pixel blocks that hold print (grey spread >= 10), the mean of "
-    "orientation coherence x ridge-valley contrast, times the share of the expected fingertip "
-    "area that holds print; 0-100. A plain heuristic, NOT NFIQ 2 (not available here)."
+    "orientation coherence x ridge-valley contrast (saturating at 0.9), times (the share of "
+    "the expected fingertip area that holds print)^1.5; 0-100. A plain heuristic, NOT NFIQ 2 "
+    "(not available here)."
 )
 _BLOCK = 16  # at 500 ppi about two ridge periods: enough for a stable local orientation
 
@@ -224,7 +225,7 @@ class QualityReport:
             return "partial"
         if self.mean_grey > 165:
             return "dry"
-        if self.mean_grey < 95:
+        if self.mean_grey < 115:
             return "wet"
         if self.coherence < 0.45 or self.contrast < 0.5:
             return "smudge"
@@ -271,7 +272,9 @@ def estimate_quality(
     coverage = min(1.0, area_in2 / expected_area_in2)
     local = float((coherence[fg] * contrast[fg]).mean())
     # 0.9 is about the best a clean live-scan block reaches (coherence ~0.95 x contrast ~0.95).
-    score = int(round(100.0 * min(1.0, local / 0.9) * coverage))
+    # Coverage counts more than linearly: half a fingertip holds well under half the usable
+    # minutiae, because the core region is often the part that is missing.
+    score = int(round(100.0 * min(1.0, local / 0.9) * coverage**1.5))
     return QualityReport(
         score=max(0, min(100, score)),
         coherence=round(float(coherence[fg].mean()), 3),
