@@ -428,3 +428,8 @@ def test_writer_thread_dying_with_packet_open_frees_the_journal(tmp_path: Path) 
     save(j, "after", b"fine")
     assert j.packet("leak") is None and j.packet("after") is not None
     j.close()
+
+
+def test_missing_state_dir_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="does not exist"):
+        Journal.open(tmp_path / "nope", small_cfg())

@@ -344,6 +344,9 @@ class Journal:
         return j
 
     def _connect(self) -> None:
+        if not self.path.parent.is_dir():
+            raise JournalError(f"{self.path.parent}: state directory does not exist "
+                               "(the daemon creates it; see agent.statedir)")
         new = not self.path.exists() or self.path.stat().st_size == 0
         if new:
             # Private from the first byte: SQLite gives -wal and -shm the same mode.
