@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import logging
+import termios
 import threading
 import time
 from collections import deque
@@ -90,6 +91,10 @@ _log = logging.getLogger(__name__)
 TRACE = 5  # the agent's TRACE level (agent/logs.py); drivers may not import agent
 _READ_SLICE = 0.02  # port timeout: how long one read may block before deadlines are re-checked
 C = ConfirmationCode
+# What a vanished port raises: pyserial's own error, the OS error under it, and termios.error
+# from tcdrain/tcflush, which is not an OSError.
+_PORT_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError, termios.error)
+_OPEN_ERRORS: tuple[type[BaseException], ...] = (*_PORT_ERRORS, ValueError)  # ValueError: bad URL
 
 
 class FingerMovedError(FingerQualityError):
@@ -245,7 +250,7 @@ class ZfmScanner:
                     timeout=_READ_SLICE,
                     write_timeout=self.options.reply_timeout,
                 )
-            except (serial.SerialException, OSError, ValueError) as exc:
+            except _OPEN_ERRORS as exc:
                 raise DeviceMissingError(
                     f"{self.name}: cannot open {self.url}: {exc}", device=self.name
                 ) from exc
@@ -751,7 +756,7 @@ class ZfmScanner:
         if port is not None:
             try:
                 port.close()
-            except (serial.SerialException, OSError):
+            except _PORT_ERRORS:
                 pass  # closing a vanished port: nothing left to release
 
     def _lost(self, exc: BaseException) -> DeviceMissingError:
@@ -765,7 +770,7 @@ class ZfmScanner:
         self._decoder = PacketDecoder()
         try:
             port.reset_input_buffer()
-        except (serial.SerialException, OSError) as exc:
+        except _PORT_ERRORS as exc:
             raise self._lost(exc) from exc
 
     def _write(self, data: bytes) -> None:
@@ -775,7 +780,7 @@ class ZfmScanner:
             port.flush()
         except serial.SerialTimeoutException as exc:
             raise DeviceTimeoutError(f"{self.name}: write timed out", device=self.name) from exc
-        except (serial.SerialException, OSError) as exc:
+        except _PORT_ERRORS as exc:
             raise self._lost(exc) from exc
 
     def _send(self, packet: Packet) -> None:
@@ -792,7 +797,7 @@ class ZfmScanner:
                 return None
             try:
                 data = port.read(port.in_waiting or 1)
-            except (serial.SerialException, OSError) as exc:
+            except _PORT_ERRORS as exc:
                 raise self._lost(exc) from exc
             if data:
                 try:

@@ -1,0 +1,447 @@
+"""ZFM driver against the emulator, over the pyserial URL handler and over a real pty pair."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from drivers.base import Device
+from drivers.emulators import protocol_emu
+from drivers.emulators.pty import PtyLink
+from drivers.emulators.zfm import Fault, ZfmEmulator, finger_image, make_template
+from drivers.errors import (
+    DeviceError,
+    DeviceFaultError,
+    DeviceMissingError,
+    DeviceProtocolError,
+    DeviceTimeoutError,
+    UserRetryError,
+)
+from drivers.fingerprint.base import (
+    CaptureCancelledError,
+    CaptureNotSupportedError,
+    FingerPosition,
+    FingerprintScanner,
+    FingerQualityError,
+    NoFingerError,
+    Slap,
+)
+from drivers.fingerprint.zfm import FingerMovedError, ZfmOptions, ZfmScanner, from_config
+
+FAST = ZfmOptions(reply_timeout=0.15, poll_interval=0.01, finger_timeout=0.2, lift_timeout=0.2, retry_delay=0.01)
+_names = itertools.count()
+
+
+def expand(packed: bytes) -> bytes:
+    """Independent 4-bit -> 8-bit expansion: high nibble first, times 17."""
+    out = bytearray()
+    for b in packed:
+        out += bytes([(b >> 4) * 17, (b & 15) * 17])
+    return bytes(out)
+
+
+@pytest.fixture(params=["url", "pty"])
+def rig(request: pytest.FixtureRequest) -> Iterator[tuple[ZfmEmulator, ZfmScanner]]:
+    """An emulator and an open driver, over the URL handler or a pty."""
+    emu = ZfmEmulator("r503", seed=7)
+    if request.param == "url":
+        name = f"t{next(_names)}"
+        protocol_emu.attach("zfm", name, emu)
+        scanner = ZfmScanner(f"emu://zfm?name={name}", FAST)
+        scanner.open()
+        try:
+            yield emu, scanner
+        finally:
+            scanner.close()
+            protocol_emu.detach("zfm", name)
+    else:
+        with PtyLink(emu) as link:
+            scanner = ZfmScanner(link.path, FAST)
+            scanner.open()
+            try:
+                yield emu, scanner
+            finally:
+                scanner.close()
+            assert link.error is None
+
+
+@pytest.fixture
+def url_rig() -> Iterator[tuple[ZfmEmulator, str]]:
+    emu = ZfmEmulator("r307", seed=1)
+    name = f"u{next(_names)}"
+    protocol_emu.attach("zfm", name, emu)
+    try:
+        yield emu, f"emu://zfm?name={name}"
+    finally:
+        protocol_emu.detach("zfm", name)
+
+
+def test_interfaces_identity_and_capabilities(rig: tuple[ZfmEmulator, ZfmScanner]) -> None:
+    emu, scanner = rig
+    assert isinstance(scanner, Device) and isinstance(scanner, FingerprintScanner)
+    ident = scanner.identify()
+    assert ident.kind == "fingerprint" and ident.evidence == "public protocol"
+    assert "200 slots" in ident.model
+    caps = scanner.capabilities()
+    assert caps.single_finger and not caps.rolled and not caps.slaps
+    assert scanner.params is not None and scanner.params.packet_size == 128
+
+
+def test_capture_streams_an_image_whose_size_comes_from_the_data(rig: tuple[ZfmEmulator, ZfmScanner]) -> None:
+    emu, scanner = rig
+    emu.place_finger("alice-right-index")
+    cap = scanner.capture_finger(FingerPosition.RIGHT_INDEX, timeout=1.0)
+    assert cap.image.mode == "L" and cap.image.size == (192, 192)
+    assert cap.image.tobytes() == expand(finger_image("alice-right-index", "good", 192, 192))
+    assert 0 <= cap.quality <= 100 and "not NFIQ" in cap.quality_method
+
+
+def test_r307_geometry_and_width_hint(url_rig: tuple[ZfmEmulator, str]) -> None:
+    emu, url = url_rig
+    scanner = ZfmScanner(url, FAST)
+    scanner.open()
+    try:
+        emu.place_finger("x")
+        scanner.wait_finger(timeout=0.5)
+        assert scanner.upload_image().size == (256, 288)
+    finally:
+        scanner.close()
+    hinted = ZfmScanner(url, ZfmOptions(reply_timeout=0.15, image_width=128))
+    hinted.open()
+    try:
+        assert hinted.upload_image().size == (128, 576)
+    finally:
+        hinted.close()
+
+
+def test_no_finger_times_out_with_a_hint(rig: tuple[ZfmEmulator, ZfmScanner]) -> None:
+    _, scanner = rig
+    with pytest.raises(NoFingerError) as info:
+        scanner.capture_finger(FingerPosition.LEFT_THUMB, timeout=0.05)
+    assert isinstance(info.value, UserRetryError)
+    assert "jari" in info.value.hint("id").lower() and "finger" in info.value.hint("en").lower()
+
+
+def test_cancel_stops_the_wait(rig: tuple[ZfmEmulator, ZfmScanner]) -> None:
+    _, scanner = rig
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(CaptureCancelledError):
+        scanner.capture_finger(FingerPosition.LEFT_THUMB, timeout=30.0, cancel=cancel)
+
+
+@pytest.mark.parametrize(("condition", "reason"), [("wet", "wet"), ("dry", "features"), ("partial", "features"), ("smudge", "smudge")])
+def test_quality_problems_are_user_retries(rig: tuple[ZfmEmulator, ZfmScanner], condition: str, reason: str) -> None:
+    emu, scanner = rig
+    emu.place_finger("bob", condition)  # type: ignore[arg-type]
+    with pytest.raises(FingerQualityError) as info:
+        scanner.capture_finger(FingerPosition.RIGHT_THUMB, timeout=0.5)
+    assert info.value.reason == reason and info.value.hint_en
+
+
+def test_enroll_search_and_duplicate_check(rig: tuple[ZfmEmulator, ZfmScanner]) -> None:
+    emu, scanner = rig
+    emu.place_finger("carol")
+    scanner.enroll(3, require_lift=False)
+    emu.place_finger("dave")
+    scanner.enroll(10, require_lift=False)
+    assert scanner.template_slots() == emu.slots() == {3, 10}
+    assert scanner.template_count() == 2
+    emu.place_finger("carol")
+    hit = scanner.find(timeout=0.5)
+    assert hit is not None and hit.slot == 3 and hit.score > 0
+    emu.place_finger("erin")
+    assert scanner.find(timeout=0.5) is None
+    scanner.delete(3)
+    assert scanner.template_slots() == emu.slots() == {10}
+    scanner.empty()
+    assert scanner.template_count() == 0 and emu.slots() == frozenset()
+
+
+def test_enroll_waits_for_lift_and_refuses_a_different_finger(rig: tuple[ZfmEmulator, ZfmScanner]) -> None:
+    emu, scanner = rig
+    emu.place_finger("frank")
+    with pytest.raises(UserRetryError, match="not lifted"):
+        scanner.enroll(1)  # the finger never leaves the glass
+    # Second capture from another finger: RegModel refuses, which the applicant must redo.
+    emu.place_finger("frank")
+    scanner.wait_finger(timeout=0.5)
+    scanner.image_to_template(1)
+    emu.place_finger("grace")
+    scanner.wait_finger(timeout=0.5)
+    scanner.image_to_template(2)
+    with pytest.raises(FingerMovedError) as info:
+        scanner.create_model()
+    assert info.value.reason == "moved" and "bergeser" in info.value.hint_id
+
+
+def test_templates_up_and_down(rig: tuple[ZfmEmulator, ZfmScanner]) -> None:
+    emu, scanner = rig
+    emu.place_finger("heidi")
+    scanner.wait_finger(timeout=0.5)
+    scanner.image_to_template(1)
+    template = scanner.upload_template(1)
+    assert template == make_template("heidi", 768)
+    scanner.download_template(template, 2)
+    assert scanner.match() is not None
+    scanner.download_template(make_template("ivan", 768), 2)
+    assert scanner.match() is None
+    scanner.store(5, 2)
+    scanner.load_template(5, 1)
+    assert emu.buffers[1] == make_template("ivan", 768)
+
+
+def test_download_image_then_upload(rig: tuple[ZfmEmulator, ZfmScanner]) -> None:
+    emu, scanner = rig
+    emu.place_finger("judy")
+    image = scanner.capture_finger(FingerPosition.LEFT_INDEX, timeout=0.5).image
+    emu.lift_finger()
+    scanner.download_image(image)
+    assert scanner.upload_image().tobytes() == image.tobytes()  # 4-bit values survive exactly
+
+
+def test_led_where_the_module_has_it(rig: tuple[ZfmEmulator, ZfmScanner], url_rig: tuple[ZfmEmulator, str]) -> None:
+    emu, scanner = rig
+    assert scanner.set_led(1, 2) is True and emu.led == (1, 100, 2, 0)
+    _, url = url_rig
+    plain = ZfmScanner(url, FAST)
+    plain.open()
+    try:
+        assert plain.set_led(3, 1) is False and plain.has_led is False
+        assert plain.set_led(3, 1) is False  # remembered, not asked again
+    finally:
+        plain.close()
+
+
+@pytest.mark.parametrize("fault", [Fault.GARBAGE, Fault.BAD_CHECKSUM, Fault.DROP_BYTE, Fault.SILENCE])
+def test_line_faults_are_retried(rig: tuple[ZfmEmulator, ZfmScanner], fault: Fault) -> None:
+    emu, scanner = rig
+    before = scanner.retries_used
+    emu.inject(fault)
+    assert scanner.template_count() == 0
+    assert emu.pending_faults == 0
+    if fault is not Fault.GARBAGE:  # noise before a good reply needs no retry
+        assert scanner.retries_used == before + 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        (Fault.BAD_CHECKSUM, DeviceProtocolError),
+        (Fault.DROP_BYTE, DeviceProtocolError),
+        (Fault.SILENCE, DeviceTimeoutError),
+    ],
+)
+def test_line_faults_without_retries_raise_the_right_error(
+    url_rig: tuple[ZfmEmulator, str], fault: Fault, error: type[DeviceError]
+) -> None:
+    emu, url = url_rig
+    scanner = ZfmScanner(url, ZfmOptions(reply_timeout=0.1, retries=0))
+    scanner.open()
+    try:
+        emu.inject(fault)
+        with pytest.raises(error):
+            scanner.template_count()
+        assert scanner.template_count() == 0  # the next request works again
+    finally:
+        scanner.close()
+
+
+def test_persistent_silence_is_a_timeout_after_every_retry(rig: tuple[ZfmEmulator, ZfmScanner]) -> None:
+    emu, scanner = rig
+    for _ in range(FAST.retries + 1):
+        emu.inject(Fault.SILENCE)
+    with pytest.raises(DeviceTimeoutError) as info:
+        scanner.template_count()
+    assert isinstance(info.value, TimeoutError) and info.value.hint_en
+
+
+def test_unplug_mid_upload_then_replug(url_rig: tuple[ZfmEmulator, str]) -> None:
+    emu, url = url_rig
+    scanner = ZfmScanner(url, FAST)
+    scanner.open()
+    emu.inject(Fault.UNPLUG_MID_UPLOAD)
+    with pytest.raises(DeviceMissingError):
+        scanner.upload_image()
+    with pytest.raises(DeviceMissingError):
+        scanner.template_count()  # the port is closed now
+    with pytest.raises(DeviceMissingError):
+        scanner.open()  # still unplugged
+    emu.replug()
+    scanner.open()
+    try:
+        assert scanner.template_count() == 0
+    finally:
+        scanner.close()
+
+
+def test_unplug_mid_upload_over_a_pty() -> None:
+    emu = ZfmEmulator("r503")
+    with PtyLink(emu) as link:
+        scanner = ZfmScanner(link.path, FAST)
+        scanner.open()
+        emu.inject(Fault.UNPLUG_MID_UPLOAD)
+        with pytest.raises(DeviceMissingError):
+            scanner.upload_image()
+        scanner.close()
+
+
+def test_wrong_password_is_a_fault_with_its_code(url_rig: tuple[ZfmEmulator, str]) -> None:
+    emu, url = url_rig
+    emu.password = 1234
+    scanner = ZfmScanner(url, ZfmOptions(reply_timeout=0.1, password=999))
+    with pytest.raises(DeviceFaultError) as info:
+        scanner.open()
+    assert info.value.code == 0x13 and "sandi" in info.value.hint_id
+    # Nothing is left half-open.
+    with pytest.raises(DeviceMissingError):
+        scanner.template_count()
+    good = ZfmScanner(url, ZfmOptions(reply_timeout=0.1, password=1234))
+    good.open()
+    good.close()
+
+
+def test_missing_devices() -> None:
+    with pytest.raises(DeviceMissingError):
+        ZfmScanner("/dev/ttyDOES-NOT-EXIST", FAST).open()
+    with pytest.raises(DeviceMissingError):
+        ZfmScanner("emu://no-such-kind", FAST).open()
+    with pytest.raises(DeviceMissingError):
+        ZfmScanner("emu://zfm?profile=r999", FAST).open()
+    closed = ZfmScanner("emu://zfm", FAST)
+    with pytest.raises(DeviceMissingError):
+        closed.template_count()
+    closed.close()
+    closed.close()  # twice is fine
+
+
+def test_misuse_is_refused_before_the_wire(rig: tuple[ZfmEmulator, ZfmScanner]) -> None:
+    emu, scanner = rig
+    seen = emu.commands_seen
+    with pytest.raises(CaptureNotSupportedError):
+        scanner.capture_finger(FingerPosition.RIGHT_INDEX, timeout=1, rolled=True)
+    with pytest.raises(CaptureNotSupportedError):
+        scanner.capture_slap(Slap.RIGHT_FOUR, timeout=1)
+    with pytest.raises(DeviceError):
+        scanner.store(200)
+    with pytest.raises(DeviceError):
+        scanner.delete(0, count=0)
+    with pytest.raises(DeviceError):
+        scanner.image_to_template(300)
+    with pytest.raises(DeviceError):
+        scanner.download_template(b"")
+    assert emu.commands_seen == seen
+
+
+def test_device_refusals_become_faults(rig: tuple[ZfmEmulator, ZfmScanner]) -> None:
+    _, scanner = rig
+    with pytest.raises(DeviceFaultError) as info:
+        scanner.load_template(7)  # empty slot
+    assert info.value.code == 0x0C
+    with pytest.raises(DeviceFaultError):
+        scanner.image_to_template(1)  # no image yet in the buffer
+
+
+def test_one_request_in_flight(url_rig: tuple[ZfmEmulator, str]) -> None:
+    _, url = url_rig
+    scanner = ZfmScanner(url, ZfmOptions(reply_timeout=0.1, lock_timeout=0.05))
+    scanner.open()
+    try:
+        scanner._lock.acquire()  # another request holds the device
+        try:
+            with pytest.raises(DeviceTimeoutError, match="busy"):
+                scanner.template_count()
+        finally:
+            scanner._lock.release()
+        results: list[int] = []
+        threads = [threading.Thread(target=lambda: results.append(scanner.template_count())) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(5)
+        assert results == [0, 0, 0, 0]
+    finally:
+        scanner.close()
+
+
+def test_self_test_keeps_no_finger_image(rig: tuple[ZfmEmulator, ZfmScanner]) -> None:
+    emu, scanner = rig
+    result = scanner.self_test()
+    assert result.ok and [s[0] for s in result.steps] == ["handshake", "parameters", "image"]
+    assert result.image_png is not None and result.image_png.startswith(b"\x89PNG")
+    emu.place_finger("kim")
+    result = scanner.self_test()
+    assert result.ok and result.image_png is None and "not kept" in result.steps[2][2]
+    scanner.close()
+    result = scanner.self_test()
+    assert not result.ok and result.steps[0][1] is False
+
+
+def test_frame_log_and_trace_never_carry_payloads_or_password(
+    url_rig: tuple[ZfmEmulator, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    emu, url = url_rig
+    emu.password = 0x5EC2E7
+    scanner = ZfmScanner(url, ZfmOptions(reply_timeout=0.1, password=0x5EC2E7))
+    caplog.set_level(5, logger="drivers.fingerprint.zfm")
+    scanner.open()
+    try:
+        emu.place_finger("leo")
+        scanner.wait_finger(timeout=0.5)
+        scanner.image_to_template(1)
+        template = scanner.upload_template(1)
+        scanner.upload_image()
+    finally:
+        scanner.close()
+    frames = [summary for _, summary in scanner.frames]
+    assert frames[0] == "cmd VfyPwd(Password=<redacted>)"
+    assert any("UpImage stream" in f and "elided" in f for f in frames)
+    text = caplog.text + "\n".join(frames)
+    assert "5e c2 e7" not in text and "5ec2e7" not in text.lower()
+    assert template[20:40].hex(" ") not in text
+    assert any(r.levelno == 5 for r in caplog.records)
+
+
+def test_options_from_config() -> None:
+    scanner = from_config("emu://zfm", {"baudrate": 115200, "reply_timeout": 2, "password": 5})
+    assert scanner.options.reply_timeout == 2.0 and scanner.options.password == 5
+    with pytest.raises(DeviceError, match="unknown"):
+        ZfmOptions.from_options({"baud": 1})
+    with pytest.raises(DeviceError, match="must be"):
+        ZfmOptions.from_options({"password": "0"})
+    with pytest.raises(DeviceError):
+        ZfmOptions(baudrate=50000)
+    with pytest.raises(DeviceError):
+        ZfmOptions(reply_timeout=0)
+    assert FAST.call_bound > FAST.reply_timeout
+
+
+def test_power_up_byte_before_the_first_reply_is_ignored(url_rig: tuple[ZfmEmulator, str]) -> None:
+    emu, url = url_rig
+    scanner = ZfmScanner(url, FAST)
+    scanner.open()
+    try:
+        # SoftReset answers with its ack and then the 0x55 handshake byte; the next request
+        # must not be confused by it.
+        scanner._simple("SoftReset")
+        assert scanner.template_count() == 0
+    finally:
+        scanner.close()
+
+
+def test_logging_of_unplug_is_one_warning(url_rig: tuple[ZfmEmulator, str], caplog: pytest.LogCaptureFixture) -> None:
+    emu, url = url_rig
+    scanner = ZfmScanner(url, FAST)
+    scanner.open()
+    caplog.set_level(logging.WARNING, logger="drivers.fingerprint.zfm")
+    emu.inject(Fault.UNPLUG_MID_UPLOAD)
+    with pytest.raises(DeviceMissingError):
+        scanner.upload_image()
+    for _ in range(3):
+        with pytest.raises(DeviceMissingError):
+            scanner.template_count()
+    assert sum("disconnected" in r.getMessage() for r in caplog.records) == 1
