@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import ssl
 import threading
 import time
 import uuid
@@ -99,7 +100,8 @@ class HeadOffice:
     so the station code is tested against the contract, not against itself.
     """
 
-    def __init__(self, port: int, *, client_id: str = "ho-test", answer: bool = True) -> None:
+    def __init__(self, port: int, *, client_id: str = "ho-test", answer: bool = True,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.port = port
         self.answer = answer
         self.reject_reason: str | None = None
@@ -116,6 +118,8 @@ class HeadOffice:
         self.acks_sent: list[dict[str, Any]] = []
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv5)
+        if tls is not None:
+            self.client.tls_set_context(tls)
         self.client.on_message = self._on_message
         self.client.on_connect = self._on_connect
         self.connected = threading.Event()
