@@ -159,6 +159,39 @@ def _check_id(value: str, what: str) -> str:
     return value
 
 
+def compute_headroom(cfg: JournalConfig, *, used: int, waiting: int, oldest: str | None,
+                     free: int, reserve_present: bool, warning: bool) -> Headroom:
+    """Decide whether one more ``max_packet_bytes`` packet fits, and word it for the operator."""
+    # A packet passes through the WAL before a checkpoint copies it into the database
+    # file, so the disk must briefly hold it twice.
+    need_disk = 2 * cfg.max_packet_bytes + cfg.free_disk_floor_bytes
+    if not reserve_present:
+        need_disk += cfg.reserve_bytes  # the reserve was spent: win it back first
+    quota_ok = used + cfg.max_packet_bytes <= cfg.max_bytes
+    disk_ok = free >= need_disk
+    since = f" sejak {oldest[:16].replace('T', ' ')} UTC" if oldest else ""
+    since_en = f" since {oldest[:16].replace('T', ' ')} UTC" if oldest else ""
+    if quota_ok and disk_ok:
+        msg_id, msg_en = "Penyimpanan cukup.", "Storage OK."
+        if warning:
+            msg_id = (f"Penyimpanan hampir penuh: {waiting} paket menunggu dikirim{since}. "
+                      "Periksa sambungan internet.")
+            msg_en = (f"Storage nearly full: {waiting} packets waiting to be sent{since_en}. "
+                      "Check the network link.")
+    else:
+        where_id = "kuota penyimpanan" if not quota_ok else "disk"
+        where_en = "the storage quota" if not quota_ok else "the disk"
+        msg_id = (f"Perekaman ditolak: {where_id} penuh. {waiting} paket menunggu dikirim"
+                  f"{since}. Periksa sambungan internet, atau jalankan `rekam export` "
+                  "ke media lepas.")
+        msg_en = (f"Enrollment refused: {where_en} is full. {waiting} packets are waiting to "
+                  f"be sent{since_en}. Check the network link, or run `rekam export` to "
+                  "removable media.")
+    return Headroom(ok=quota_ok and disk_ok, message_id=msg_id, message_en=msg_en,
+                    backlog_packets=waiting, oldest_created=oldest, free_bytes=free,
+                    used_bytes=used, warning=warning)
+
+
 class PacketSink:
     """A file-like target for one packet: ``write`` streams chunk rows, ``commit`` makes it durable.
 
@@ -1047,36 +1080,10 @@ class Journal:
         if not self._reserve_path.exists():
             self._ensure_reserve(free)
             free = shutil.disk_usage(self.path.parent).free
-        cfg = self.cfg
-        # A packet passes through the WAL before a checkpoint copies it into the database
-        # file, so the disk must briefly hold it twice.
-        need_disk = 2 * cfg.max_packet_bytes + cfg.free_disk_floor_bytes
-        if not self._reserve_path.exists():
-            need_disk += cfg.reserve_bytes  # the reserve was spent: win it back first
-        quota_ok = used + cfg.max_packet_bytes <= cfg.max_bytes
-        disk_ok = free >= need_disk
         warning = self._update_watermark(used)
-        since = f" sejak {oldest[:16].replace('T', ' ')} UTC" if oldest else ""
-        since_en = f" since {oldest[:16].replace('T', ' ')} UTC" if oldest else ""
-        if quota_ok and disk_ok:
-            msg_id, msg_en = "Penyimpanan cukup.", "Storage OK."
-            if warning:
-                msg_id = (f"Penyimpanan hampir penuh: {waiting} paket menunggu dikirim{since}. "
-                          "Periksa sambungan internet.")
-                msg_en = (f"Storage nearly full: {waiting} packets waiting to be sent{since_en}. "
-                          "Check the network link.")
-        else:
-            where_id = "kuota penyimpanan" if not quota_ok else "disk"
-            where_en = "the storage quota" if not quota_ok else "the disk"
-            msg_id = (f"Perekaman ditolak: {where_id} penuh. {waiting} paket menunggu dikirim"
-                      f"{since}. Periksa sambungan internet, atau jalankan `rekam export` "
-                      "ke media lepas.")
-            msg_en = (f"Enrollment refused: {where_en} is full. {waiting} packets are waiting to "
-                      f"be sent{since_en}. Check the network link, or run `rekam export` to "
-                      "removable media.")
-        return Headroom(ok=quota_ok and disk_ok, message_id=msg_id, message_en=msg_en,
-                        backlog_packets=int(waiting), oldest_created=oldest, free_bytes=free,
-                        used_bytes=used, warning=warning)
+        return compute_headroom(self.cfg, used=used, waiting=int(waiting), oldest=oldest,
+                                free=free, reserve_present=self._reserve_path.exists(),
+                                warning=warning)
 
     def _update_watermark(self, used: int | None = None) -> bool:
         """Raise or clear the storage warning with hysteresis; journal an event on each change."""
