@@ -24,6 +24,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("config", "agent.commands.config"),
     ("keys", "agent.commands.keys"),
     ("enroll", "agent.commands.enroll"),
+    ("journal", "agent.commands.journal"),
+    ("export", "agent.commands.export"),
     ("version", "agent.commands.version"),
 ]
 
