@@ -182,7 +182,8 @@ class ManagedDevice:
         self._identity: DeviceIdentity | None = None
         self._capabilities: dict[str, object] | None = None
         self._driver: Device | None = None
-        self._jobs: queue.Queue[_Job[Any]] = queue.Queue(maxsize=1)
+        # One job at most (the slot guarantees it) plus room for stop()'s wake-up sentinel.
+        self._jobs: queue.Queue[_Job[Any] | None] = queue.Queue(maxsize=2)
         self._slot = threading.Lock()  # held from submit until the owner finishes the job
         self._current: _Job[Any] | None = None
         self._stop = threading.Event()
@@ -218,6 +219,10 @@ class ManagedDevice:
         """Cancel the current job, fail queued ones, close the driver, join the thread."""
         self._stop.set()
         self._wake.set()
+        try:
+            self._jobs.put_nowait(None)  # wakes an idle owner now instead of at its next probe
+        except queue.Full:
+            pass  # a job is queued: the owner is about to wake anyway
         current = self._current
         if current is not None:
             current.cancel.set()
@@ -307,7 +312,8 @@ class ManagedDevice:
                 except queue.Empty:
                     self._probe()
                     continue
-                self._run_job(job)
+                if job is not None:
+                    self._run_job(job)
         finally:
             self._shutdown()
 
@@ -344,8 +350,8 @@ class ManagedDevice:
         with self._state_lock:
             self._identity = identity
             self._capabilities = caps
-        self._set(DeviceEvent.OPENED)
         self.ops.record("rx", f"ready {identity.make} {identity.model}")
+        # Log before the state flips, so whoever sees "ready" also finds the line in the log.
         if self._announced_down:
             log.info("device %s back: ready (%s %s)", self.name, identity.make, identity.model)
         elif not self._ever_ready:
@@ -358,6 +364,7 @@ class ManagedDevice:
             )
         self._announced_down = False
         self._ever_ready = True
+        self._set(DeviceEvent.OPENED)
         return True
 
     @staticmethod
@@ -469,6 +476,8 @@ class ManagedDevice:
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 break
+            if job is None:
+                continue
             job.error = DeviceUnavailableError(f"device {self.name} is stopping", device=self.name)
             job.done.set()
             self._slot.release()

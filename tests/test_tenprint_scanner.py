@@ -117,7 +117,9 @@ def test_slap_skips_absent_fingers(scanner: TenPrintScanner) -> None:
         cap.finger(FingerPosition.RIGHT_THUMB)
 
 
-def test_misuse_is_refused_before_the_device_is_touched(scanner: TenPrintScanner, hw: TenPrintHardware) -> None:
+def test_misuse_is_refused_before_the_device_is_touched(
+    scanner: TenPrintScanner, hw: TenPrintHardware
+) -> None:
     hw.capture_started.clear()
     with pytest.raises(ValueError, match="outside slap"):
         scanner.capture_slap(Slap.RIGHT_FOUR, timeout=5, skip=[FingerPosition.LEFT_INDEX])
@@ -130,7 +132,9 @@ def test_misuse_is_refused_before_the_device_is_touched(scanner: TenPrintScanner
     assert not hw.capture_started.is_set()
 
 
-def test_no_finger_is_a_user_retry_with_hints(scanner: TenPrintScanner, hw: TenPrintHardware) -> None:
+def test_no_finger_is_a_user_retry_with_hints(
+    scanner: TenPrintScanner, hw: TenPrintHardware
+) -> None:
     hw.queue("no_finger")
     with pytest.raises(NoFingerError) as info:
         scanner.capture_finger(FingerPosition.RIGHT_INDEX, timeout=0.05)
@@ -161,7 +165,9 @@ def test_cancel_ends_a_waiting_capture(scanner: TenPrintScanner, hw: TenPrintHar
     assert len(errors) == 1 and isinstance(errors[0], CaptureCancelledError)
 
 
-def test_second_concurrent_capture_is_refused(scanner: TenPrintScanner, hw: TenPrintHardware) -> None:
+def test_second_concurrent_capture_is_refused(
+    scanner: TenPrintScanner, hw: TenPrintHardware
+) -> None:
     hw.queue("no_finger")
     hw.capture_started.clear()
     cancel = threading.Event()
@@ -195,7 +201,11 @@ def test_second_concurrent_capture_is_refused(scanner: TenPrintScanner, hw: TenP
     ],
 )
 def test_device_reported_problems_map_to_the_error_tree(
-    scanner: TenPrintScanner, hw: TenPrintHardware, scenario: str, error: type[DeviceError], check: object
+    scanner: TenPrintScanner,
+    hw: TenPrintHardware,
+    scenario: str,
+    error: type[DeviceError],
+    check: object,
 ) -> None:
     hw.queue(scenario)
     with pytest.raises(error) as info:
@@ -237,7 +247,9 @@ def test_unplugged_scanner_is_missing(scanner: TenPrintScanner, hw: TenPrintHard
     scanner.health()
 
 
-def test_unplug_during_capture_fails_that_capture(scanner: TenPrintScanner, hw: TenPrintHardware) -> None:
+def test_unplug_during_capture_fails_that_capture(
+    scanner: TenPrintScanner, hw: TenPrintHardware
+) -> None:
     hw.queue("no_finger")
     hw.capture_started.clear()
     errors: list[BaseException] = []
@@ -325,11 +337,15 @@ def test_bad_sdk_answers_are_protocol_errors() -> None:
         (RawCapture(100, 100, 50, img), 1),  # impossible resolution
         (RawCapture(100, 100, 500, img, (Segment(2, (0, 0, 50, 50)),)), 13),  # 1 of 4 segments
         (
-            RawCapture(100, 100, 500, img, (Segment(15, (0, 0, 50, 50)), Segment(6, (0, 0, 50, 50)))),
+            RawCapture(
+                100, 100, 500, img, (Segment(15, (0, 0, 50, 50)), Segment(6, (0, 0, 50, 50)))
+            ),
             15,
         ),  # wrong positions
         (
-            RawCapture(100, 100, 500, img, (Segment(6, (0, 0, 50, 50)), Segment(1, (40, 0, 140, 50)))),
+            RawCapture(
+                100, 100, 500, img, (Segment(6, (0, 0, 50, 50)), Segment(1, (40, 0, 140, 50)))
+            ),
             15,
         ),  # box outside
     ]
@@ -345,7 +361,9 @@ def test_bad_sdk_answers_are_protocol_errors() -> None:
     odd = _ScriptedBackend(None, BackendInfo("X", "Y", "1", "f", 0, (0, 0), False, False))
     with pytest.raises(DeviceProtocolError):
         TenPrintScanner(odd).open()  # type: ignore[arg-type]
-    no_slaps = _ScriptedBackend(None, BackendInfo("X", "Y", "1", "f", 500, (800, 750), False, False))
+    no_slaps = _ScriptedBackend(
+        None, BackendInfo("X", "Y", "1", "f", 500, (800, 750), False, False)
+    )
     s = TenPrintScanner(no_slaps)  # type: ignore[arg-type]
     s.open()
     with pytest.raises(CaptureNotSupportedError):
@@ -427,7 +445,9 @@ class Spec:
 
 
 def test_registry_builds_the_emulator_and_refuses_bad_specs(hw: TenPrintHardware) -> None:
-    dev = registry.build(Spec("tenprint-emulator", f"emu://tenprint?name={hw.name}", {"person_seed": 3}))
+    dev = registry.build(
+        Spec("tenprint-emulator", f"emu://tenprint?name={hw.name}", {"person_seed": 3})
+    )
     assert isinstance(dev, FingerprintScanner)
     dev.open()
     assert dev.identify().serial == hw.serial
@@ -455,4 +475,9 @@ def test_finger_capture_validates_its_fields() -> None:
     with pytest.raises(ValueError, match="ppi"):
         FingerCapture(FingerPosition.RIGHT_INDEX, img, 0, 50, "m")
     with pytest.raises(ValueError, match="expects fingers"):
-        SlapCapture(Slap.TWO_THUMBS, img, 500, (FingerCapture(FingerPosition.RIGHT_INDEX, img, 500, 5, "m"),))
+        SlapCapture(
+            Slap.TWO_THUMBS,
+            img,
+            500,
+            (FingerCapture(FingerPosition.RIGHT_INDEX, img, 500, 5, "m"),),
+        )
