@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -265,7 +266,8 @@ def test_snapshot_is_json_and_carries_no_biometrics(
     snap = manager.snapshot()
     text = json.dumps(snap)
     assert len(text) < 3000  # ids, states and counters only
-    (entry,) = snap["devices"]  # type: ignore[misc]
+    entries: Any = snap["devices"]
+    (entry,) = entries
     assert entry["identity"]["evidence"] == "emulator only"
     assert entry["capabilities"]["slaps"] == ["left_four", "right_four", "two_thumbs"]
     assert entry["state"] == "ready"
@@ -302,7 +304,7 @@ def test_a_device_that_is_not_a_scanner_is_refused_for_captures() -> None:
 
     manager = DeviceManager(
         {"p": DeviceConfig(driver="x", role="printer", retry_min_seconds=0.01)},
-        factory=lambda cfg: Plain(),  # type: ignore[arg-type,return-value]
+        factory=lambda cfg: Plain(),
     )
     manager.start()
     try:
