@@ -312,9 +312,10 @@ def unpack_pixels(data: bytes, levels: int) -> npt.NDArray[np.uint8]:
     raw: npt.NDArray[np.uint8] = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
     if bits == 1:
         return raw
-    weights = (1 << np.arange(bits - 1, -1, -1)).astype(np.uint8)
-    grouped = raw.reshape(-1, bits)
-    out: npt.NDArray[np.uint8] = (grouped * weights).sum(axis=1, dtype=np.uint16).astype(np.uint8)
+    # Put each pixel's bits in the low end of a byte and let packbits do the arithmetic.
+    padded = np.zeros((PANEL_PIXELS, 8), dtype=np.uint8)
+    padded[:, 8 - bits :] = raw.reshape(-1, bits)
+    out: npt.NDArray[np.uint8] = np.packbits(padded, axis=1).reshape(-1)
     return out
 
 

@@ -117,7 +117,10 @@ class UsbTransport:
         view = memoryview(data)
         try:
             for start in range(0, len(view), self._write_chunk):
-                dev.write(self._ep_out, view[start : start + self._write_chunk], int(timeout_s * 1000))
+                # bytes, not a memoryview: pyusb copies bytes into its array in one step but
+                # walks a memoryview element by element.
+                dev.write(self._ep_out, bytes(view[start : start + self._write_chunk]),
+                          int(timeout_s * 1000))
         except usb.core.USBTimeoutError as exc:
             raise DeviceTimeoutError(f"{self.name}: write timed out", device=self.name) from exc
         except usb.core.USBError as exc:
