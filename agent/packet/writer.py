@@ -48,7 +48,22 @@ from agent.packet.ids import is_packet_id
 
 log = logging.getLogger(__name__)
 
-ItemSource = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO
+
+
+class SeekableReader(Protocol):
+    """A binary file-like item source that can be re-read: read, seek, tell."""
+
+    def read(self, n: int = -1, /) -> bytes:
+        """Up to n bytes; b"" at the end."""
+
+    def seek(self, pos: int, whence: int = 0, /) -> int:
+        """Move to pos."""
+
+    def tell(self) -> int:
+        """Current position."""
+
+
+ItemSource = bytes | bytearray | memoryview | str | os.PathLike[str] | SeekableReader | BinaryIO
 
 
 class Sink(Protocol):
