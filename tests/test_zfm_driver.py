@@ -445,3 +445,43 @@ def test_logging_of_unplug_is_one_warning(url_rig: tuple[ZfmEmulator, str], capl
         with pytest.raises(DeviceMissingError):
             scanner.template_count()
     assert sum("disconnected" in r.getMessage() for r in caplog.records) == 1
+
+
+class StaleTail:
+    """Wraps the emulator: the next reply is preceded by the tail of an earlier upload."""
+
+    def __init__(self, inner: ZfmEmulator, packets: int) -> None:
+        self.inner = inner
+        self.packets = packets
+
+    @property
+    def unplugged(self) -> bool:
+        return self.inner.unplugged
+
+    def receive(self, data: bytes) -> list[list[bytes]]:
+        replies = [list(r) for r in self.inner.receive(data)]
+        if replies and self.packets:
+            # Spec-built data packets (PID 0x02), as an interrupted UpImage leaves on the line.
+            payload = bytes(128)
+            n = len(payload) + 2
+            total = (0x02 + n // 256 + n % 256) % 65536
+            packet = b"\xef\x01\xff\xff\xff\xff\x02" + bytes([n // 256, n % 256]) + payload + bytes([total // 256, total % 256])
+            replies[0] = [packet] * self.packets + replies[0]
+            self.packets = 0
+        return replies
+
+
+def test_stale_data_before_a_reply_is_skipped() -> None:
+    emu = ZfmEmulator("r503")
+    wrapper = StaleTail(emu, 0)
+    name = f"stale{next(_names)}"
+    protocol_emu.attach("zfm", name, wrapper)
+    try:
+        scanner = ZfmScanner(f"emu://zfm?name={name}", ZfmOptions(reply_timeout=0.1, retries=0))
+        scanner.open()
+        wrapper.packets = 3
+        assert scanner.template_count() == 0
+        assert any("data <128B elided>" in s for _, s in scanner.frames)
+        scanner.close()
+    finally:
+        protocol_emu.detach("zfm", name)

@@ -811,9 +811,14 @@ class ZfmScanner:
 
     def _await_ack(self, deadline: float) -> AckPacket:
         corrupted: Garbage | None = None
+        stale = 0
         while True:
             event = self._next_event(deadline)
             if event is None:
+                if stale:
+                    raise DeviceProtocolError(
+                        f"{self.name}: only {stale} stale data packets, no reply", device=self.name
+                    )
                 if corrupted is not None:
                     raise DeviceProtocolError(
                         f"{self.name}: reply corrupted ({corrupted.reason})", response=corrupted, device=self.name
@@ -830,6 +835,11 @@ class ZfmScanner:
                     corrupted = event
                 continue
             self.frames.record("rx", summarize(event))
+            if isinstance(event, DataPacket):
+                # The tail of an earlier upload whose acknowledge was lost: the flush before the
+                # command only drops what had arrived, so skip the rest of it here.
+                stale += 1
+                continue
             if not isinstance(event, AckPacket):
                 raise DeviceProtocolError(
                     f"{self.name}: expected an acknowledge, got {summarize(event)}", response=event, device=self.name
