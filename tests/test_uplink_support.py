@@ -34,6 +34,10 @@ from agent.uplink.incoming import RejectedMessage, parse_ack
 from agent.uplink.ratelimit import TokenBucket
 from agent.uplink.topics import TopicError, Topics, parse_station_topic
 
+# mosquitto started as root drops to the "mosquitto" user and then cannot write its log and
+# persistence file (or read an ACL) under pytest's private tmp_path; keep it root in tests.
+AS_ROOT = "user root" if os.geteuid() == 0 else ""
+
 HO_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 HO_KID = key_id(HO_KEY.public_key())
 

@@ -14,6 +14,7 @@ from agent.journal import Journal
 from agent.testbed.mosquitto import Mosquitto
 from agent.uplink.client import Uplink
 from tests.test_uplink_support import (
+    AS_ROOT,
     HeadOffice,
     ho_public_keys,
     journal_cfg,
@@ -112,7 +113,8 @@ def test_packet_larger_than_broker_message_limit_goes_through_in_chunks(
         mosquitto_factory: Any, journal: Journal) -> None:
     # message_size_limit refuses big payloads; max_packet_size is announced in CONNACK and
     # must shrink our chunks below the journal's 64 KiB.
-    broker = mosquitto_factory("small", extra="message_size_limit 60000\nmax_packet_size 50000")
+    broker = mosquitto_factory(
+        "small", extra=f"message_size_limit 60000\nmax_packet_size 50000\n{AS_ROOT}")
     broker.start()
     packets = save_packets(journal, STATION, [400_000], seed=5)
     ho = HeadOffice(broker.port).start()
@@ -132,7 +134,7 @@ def test_packet_larger_than_broker_message_limit_goes_through_in_chunks(
 def test_broker_restart_mid_transfer_every_packet_exactly_once(
         mosquitto_factory: Any, journal: Journal, persistence: bool,
         caplog: pytest.LogCaptureFixture) -> None:
-    broker = mosquitto_factory("restart", persistence=persistence)
+    broker = mosquitto_factory("restart", persistence=persistence, extra=AS_ROOT)
     broker.start()
     packets = save_packets(journal, STATION, [150_000] * 30, seed=6)
     ho = HeadOffice(broker.port).start()
