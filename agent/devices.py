@@ -20,7 +20,7 @@ device's recent frames are dumped at TRACE (drivers elide image and template pay
 
 Drivers may offer ``health() -> None`` (raising ``DeviceError``); the owner calls it every
 ``probe_seconds`` while idle so an unplugged, idle device is noticed without a capture. Drivers
-may expose ``frame_log`` (a ``drivers.base.FrameLog``) for the fault dump.
+may expose ``frame_log`` or ``frames`` (a ``drivers.base.FrameLog``) for the fault dump.
 """
 
 from __future__ import annotations
@@ -460,9 +460,11 @@ class ManagedDevice:
 
     def _close_quietly(self, driver: Device) -> None:
         # Keep the driver's frames for the dump that follows: the driver object goes away.
-        frames = getattr(driver, "frame_log", None)
-        if isinstance(frames, FrameLog):
-            self._last_frames = frames
+        for attr in ("frame_log", "frames"):  # drivers name their ring buffer either way
+            frames = getattr(driver, attr, None)
+            if isinstance(frames, FrameLog):
+                self._last_frames = frames
+                break
         try:
             driver.close()
         except DeviceError as exc:  # closing a vanished device often fails; that is expected

@@ -61,7 +61,7 @@ _LAZY: dict[str, str] = {
     "tenprint-emulator": "drivers.registry:_tenprint_emulator",
     "tenprint-sdk": "drivers.registry:_tenprint_sdk",
     # Other families: add "name": "package.module:factory" here or call register() on import.
-    "zfm": "drivers.fingerprint.zfm:from_spec",
+    "zfm": "drivers.registry:_zfm",
 }
 _LOCK = threading.Lock()
 
@@ -149,3 +149,14 @@ def _tenprint_sdk(spec: DeviceSpec) -> Device:
         )
     reject = option(spec, "reject_below", int, 0)
     return TenPrintScanner(VendorLibraryBackend(str(library)), reject_below=int(reject))
+
+
+def _zfm(spec: DeviceSpec) -> Device:
+    """``zfm``: url a serial path or ``emu://zfm?name=...``; options as ``ZfmOptions``."""
+    from drivers.fingerprint.zfm import from_config
+
+    if not spec.url:
+        raise BadDeviceSpecError(
+            "driver zfm needs a url (/dev/ttyUSB0, /dev/serial/by-id/..., emu://zfm)"
+        )
+    return from_config(spec.url, spec.options)
