@@ -859,7 +859,7 @@ class Journal:
                 return b""
             csize = info.chunk_bytes
             first, last = offset // csize, (end - 1) // csize
-            out = bytearray()
+            parts: list[bytes | memoryview] = []
             bad: str | None = None
             expected = first
             for idx, digest, data in conn.execute(
@@ -869,7 +869,9 @@ class Journal:
                     bad = f"chunk {expected} missing or not matching its SHA-256"
                     break
                 base = idx * csize
-                out += memoryview(data)[max(offset - base, 0):min(end - base, len(data))]
+                lo, hi = max(offset - base, 0), min(end - base, len(data))
+                # A whole chunk (the uplink's usual request) is returned without a copy.
+                parts.append(data if (lo, hi) == (0, len(data)) else memoryview(data)[lo:hi])
                 expected += 1
             if bad is None and expected != last + 1:
                 bad = f"chunk {expected} missing"
@@ -878,7 +880,9 @@ class Journal:
         if bad is not None:
             self._quarantine(packet_id, bad)
             raise CorruptPacketError(f"packet {packet_id}: {bad}; quarantined")
-        return bytes(out)
+        if len(parts) == 1 and isinstance(parts[0], bytes):
+            return parts[0]
+        return b"".join(parts)
 
     # ------------------------------------------------------------------ packets: state
 
