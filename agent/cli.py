@@ -26,6 +26,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("enroll", "agent.commands.enroll"),
     ("journal", "agent.commands.journal"),
     ("export", "agent.commands.export"),
+    ("stock", "agent.commands.stock"),
+    ("print", "agent.commands.print"),
     ("version", "agent.commands.version"),
 ]
 
