@@ -29,6 +29,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("stock", "agent.commands.stock"),
     ("print", "agent.commands.print"),
     ("version", "agent.commands.version"),
+    ("headoffice", "agent.commands.headoffice"),
 ]
 
 

@@ -144,6 +144,19 @@ class SimStation:
                 self._cond.wait(left)
             return self.acks[packet_id][after]
 
+    def final_ack(self, packet_id: str, timeout: float) -> dict[str, Any] | None:
+        """The first "complete" or "rejected" ack for ``packet_id``, or None on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for ack in self.acks.get(packet_id, []):
+                    if ack.get("status") in ("complete", "rejected"):
+                        return ack
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
+
     def deliver(self, packet_id: str, data: bytes, *, timeout: float = 30.0,
                 ack_wait: float = 2.0, skip: Iterable[int] = ()) -> Delivery:
         """Send a packet until head office acks it complete or rejected, like a real station.

@@ -1,0 +1,131 @@
+"""`rekam headoffice ...`: config errors, keys, the stations listing, orders."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.cli import main
+from agent.config import ConfigError
+from agent.envelope import ReplayGuard, WrongStationError, open_envelope
+from agent.headoffice.config import load_headoffice_config, parse_headoffice_config
+from agent.headoffice.orders import command, print_order
+from agent.headoffice.receiver import AckSigner
+from agent.headoffice.storage_sqlite import SqliteStorage
+from agent.keys import generate_headoffice_keys, key_id
+
+
+def write_config(tmp: Path, extra: str = "") -> Path:
+    key = Ed25519PrivateKey.generate()
+    pub = tmp / "st-a.pub"
+    pub.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    cfg = tmp / "headoffice.toml"
+    cfg.write_text(
+        f'[broker]\nhost = "127.0.0.1"\nport = 1883\ntransport = "tcp"\n'
+        f'[storage]\nfolder = "{tmp / "store"}"\n'
+        f'[keys]\ndirectory = "{tmp / "hokeys"}"\n'
+        f'[stations.st-a]\npublic_key = "{pub}"\n'
+        f'[stations.st-quiet]\npublic_key = "{pub}"\n' + extra
+    )
+    return cfg
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[broker]\nhots = 1\n", r"\[broker\] hots: unknown key"),
+        ("[receiver]\ngroup = \"a/b\"\n", r"\[receiver\] group: expected a value matching"),
+        ("[storage]\nbackend = \"postgresql\"\n", r"\[storage\] dsn_file: required"),
+        ("[storage]\nbackend = \"mysql\"\n", r"expected one of sqlite, postgresql"),
+        ("[stations.\"bad/id\"]\npublic_key = \"x\"\n", r"not a valid station id"),
+        ("[stations.st-a]\n", r"\[stations.st-a\] public_key: required key is missing"),
+        ("[extra]\n", r"\[extra\]: unknown section"),
+        ("[broker\n", r"invalid TOML"),
+    ],
+)
+def test_config_errors_name_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
+    p = tmp_path / "ho.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_headoffice_config(p)
+    assert str(p) in str(info.value)
+
+
+def test_missing_config_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["headoffice", "--config", str(tmp_path / "nope.toml"), "stations"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "config file not found" in err and "Traceback" not in err
+
+
+def test_keys_init_then_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path)
+    assert main(["headoffice", "--config", str(cfg), "keys", "init"]) == 0
+    out = capsys.readouterr().out
+    assert "encryption (X25519) kid" in out and "headoffice_bundle.json" in out
+    assert main(["headoffice", "--config", str(cfg), "keys", "show"]) == 0
+    out = capsys.readouterr().out
+    assert "station st-a: kid" in out
+    # A second init refuses to overwrite the keys (one line, exit 2).
+    assert main(["headoffice", "--config", str(cfg), "keys", "init"]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_stations_lists_status_telemetry_and_never_seen(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path)
+    st = SqliteStorage(tmp_path / "store")
+    st.record_status("st-a", True, "1.4.0", "2026-11-29T07:30:00Z")
+    st.record_telemetry("st-a", {"v": 1, "uplink": {"backlog_packets": 12},
+                                 "stock": {"blanks": 35, "ribbon": 80},
+                                 "kpi": {"median_minutes": 11.5}})
+    st.record_event("st-a", "event:1", "low_stock", "2026-11-29T08:00:00Z", {"kind": "low_stock"})
+    st.record_status("st-stranger", False, None, None)
+    st.close()
+    assert main(["headoffice", "--config", str(cfg), "stations"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["STATION", "ONLINE", "LAST_SEEN"]
+    row = next(line for line in out if line.startswith("st-a "))
+    assert "online" in row and "1.4.0" in row and "12" in row
+    assert "blanks=35 ribbon=80" in row and "median_minutes=11.5" in row
+    assert any(line.startswith("st-quiet") and "never seen" in line for line in out)
+    assert any(line.startswith("st-stranger") and "(not registered)" in line for line in out)
+    assert main(["headoffice", "--config", str(cfg), "stations", "--json"]) == 0
+    rows = {r["station"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["st-a"]["backlog"] == "12" and rows["st-a"]["events"] == 1
+    assert rows["st-stranger"]["registered"] is False
+
+
+def test_orders_and_commands_are_signed_for_their_topic_and_station(tmp_path: Path) -> None:
+    ho = generate_headoffice_keys(tmp_path / "k", now=datetime.now(UTC))
+    kid = key_id(ho.signing.public_key())
+    signer = AckSigner(ho.signing, kid)
+    now = datetime.now(UTC)
+    topic, payload = print_order(signer, "st-a", packet_id="p-1", card={"template": "ektp"},
+                                 now=now)
+    assert topic == "rekam/v1/st-a/print/order"
+    keys = {kid: ho.signing.public_key()}
+    body = open_envelope(payload, topic=topic, public_keys=keys, station_id="st-a", now=now,
+                         seen=ReplayGuard())
+    assert body["type"] == "print_order" and body["packet_id"] == "p-1"
+    with pytest.raises(WrongStationError):
+        open_envelope(payload, topic=topic, public_keys=keys, station_id="st-b", now=now)
+    ctopic, cpayload = command(signer, "st-a", "telemetry", now=now)
+    cbody = open_envelope(cpayload, topic=ctopic, public_keys=keys, station_id="st-a", now=now)
+    assert cbody["type"] == "command" and cbody["action"] == "telemetry"
+    with pytest.raises(ValueError, match="unknown command action"):
+        command(signer, "st-a", "format_disk", now=now)
+    with pytest.raises(ValueError, match="timezone"):
+        command(signer, "st-a", "telemetry", now=datetime(2026, 1, 1))
+
+
+def test_parse_config_defaults() -> None:
+    cfg = parse_headoffice_config({})
+    assert cfg.storage.backend == "sqlite" and cfg.receiver.group == "rekam-ho"
+    assert cfg.broker.transport == "tls"
