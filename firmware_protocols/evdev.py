@@ -234,6 +234,11 @@ class StrokeAssembler:
                 self._pending[(ev.type, ev.code)] = ev.value
         return done
 
+    @property
+    def in_stroke(self) -> bool:
+        """True while the pen is down (a stroke is open)."""
+        return bool(self._current)
+
     def finish(self) -> list[Stroke]:
         """End of capture: close an open stroke and return it (if any)."""
         done: list[Stroke] = []
