@@ -363,3 +363,29 @@ def test_every_position_flipped_or_dropped_is_detected() -> None:
             read_all(bytes(flipped))
         with pytest.raises(packet.PacketError):
             read_all(SMALL[:pos] + SMALL[pos + 1:])
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=3),
+    max_leaves=10)
+
+
+@given(st.dictionaries(st.text(max_size=12), json_values, max_size=5),
+       st.text(min_size=1, max_size=64), st.none() | st.text(max_size=20))
+def test_any_manifest_round_trips(biodata: dict[str, Any], station: str,
+                                  operator: str | None) -> None:
+    out = io.BytesIO()
+    key = Ed25519PrivateKey.from_private_bytes(b"\x03" * 32)
+    w = packet.PacketWriter(out, station_id=station, packet_id=PID, station_signing_key=key,
+                            headoffice_encryption_key=HO.public_key(), chunk_size=CS)
+    w.add_item("x", b"payload", kind="k", format="f")
+    w.finish(biodata=biodata, operator_id=operator)
+    header, manifest, items = packet.read_packet(
+        io.BytesIO(out.getvalue()), headoffice_private_key=HO,
+        station_public_keys={station: key.public_key()})
+    assert header.station_id == station
+    assert manifest["biodata"] == biodata and manifest["operator_id"] == operator
+    assert [i.read() for i in items] == [b"payload"]
