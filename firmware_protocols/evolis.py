@@ -70,6 +70,8 @@ MONO_PANELS: Final = frozenset({"k", "o"})
 # to keep buffering (a printer that never sends CR must not grow our buffer without bound).
 MAX_COMMAND_BYTES: Final = 256
 MAX_REPLY_BYTES: Final = 256
+# Lines packed or unpacked at a time: bounds the scratch memory of colour panels.
+_BLOCK_LINES: Final = 64
 
 
 def panel_bytes(levels: int) -> int:
@@ -297,9 +299,15 @@ def pack_pixels(values: npt.NDArray[np.uint8], levels: int) -> bytes:
         raise EncodeError(f"pixel value {int(flat.max())} out of range for {levels} levels")
     if bits == 1:
         return np.packbits(flat).tobytes()
-    # Each pixel's 8 bits, MSB first; keep the low `bits` of them and pack continuously.
-    unpacked = np.unpackbits(flat[:, None], axis=1)[:, 8 - bits :]
-    return np.packbits(unpacked.reshape(-1)).tobytes()
+    # Pack in blocks of lines so the 8-bits-a-pixel scratch array stays small (a whole panel
+    # would need 5 MB of it). A line is 648 pixels, a multiple of 8, so blocks pack alone.
+    out = bytearray()
+    step = _BLOCK_LINES * LINE_DOTS
+    for start in range(0, flat.size, step):
+        block = flat[start : start + step]
+        unpacked = np.unpackbits(block[:, None], axis=1)[:, 8 - bits :]
+        out += np.packbits(unpacked.reshape(-1)).tobytes()
+    return bytes(out)
 
 
 def unpack_pixels(data: bytes, levels: int) -> npt.NDArray[np.uint8]:
@@ -309,13 +317,19 @@ def unpack_pixels(data: bytes, levels: int) -> npt.NDArray[np.uint8]:
         raise FrameError(f"levels must be one of {sorted(LEVEL_BITS)}, got {levels}")
     if len(data) != PANEL_PIXELS * bits // 8:
         raise FrameError(f"panel at {levels} levels needs {PANEL_PIXELS * bits // 8} bytes, got {len(data)}")
-    raw: npt.NDArray[np.uint8] = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+    src = np.frombuffer(data, dtype=np.uint8)
     if bits == 1:
+        raw: npt.NDArray[np.uint8] = np.unpackbits(src)
         return raw
-    # Put each pixel's bits in the low end of a byte and let packbits do the arithmetic.
-    padded = np.zeros((PANEL_PIXELS, 8), dtype=np.uint8)
-    padded[:, 8 - bits :] = raw.reshape(-1, bits)
-    out: npt.NDArray[np.uint8] = np.packbits(padded, axis=1).reshape(-1)
+    out = np.empty(PANEL_PIXELS, dtype=np.uint8)
+    step = _BLOCK_LINES * LINE_DOTS  # pixels a block; its packed size is step * bits / 8
+    for start in range(0, PANEL_PIXELS, step):
+        n = min(step, PANEL_PIXELS - start)
+        bits_block = np.unpackbits(src[start * bits // 8 : (start + n) * bits // 8])
+        # Put each pixel's bits in the low end of a byte and let packbits do the arithmetic.
+        padded = np.zeros((n, 8), dtype=np.uint8)
+        padded[:, 8 - bits :] = bits_block.reshape(-1, bits)
+        out[start : start + n] = np.packbits(padded, axis=1).reshape(-1)
     return out
 
 
