@@ -223,6 +223,7 @@ class PacketDecoder:
         # frame, so the buffer is always below two frames.
         self.max_buffer = 2 * self.max_frame
         self._eof = False
+        self._need = 0  # total bytes the packet at the front needs before it can be decided
 
     @property
     def buffered(self) -> int:
@@ -243,20 +244,32 @@ class PacketDecoder:
             if self._buf:
                 events.append(Garbage(len(self._buf), "no start code"))
                 self._buf.clear()
+            self._need = 0
+            return events
+        if len(data) <= self.max_frame:
+            # The common case (a UART read is small): no slicing needed to keep the bound.
+            self._buf += data
+            if len(self._buf) >= self._need:
+                self._drain(events)
             return events
         view = memoryview(data)
         for start in range(0, len(view), self.max_frame):
             self._buf += view[start : start + self.max_frame]
             if len(self._buf) > self.max_buffer:  # pragma: no cover - guarded by construction
                 raise BufferOverflowError(f"decoder buffer reached {len(self._buf)} bytes")
-            self._drain(events)
+            # Remembering how many bytes the pending packet needs makes byte-at-a-time feeding
+            # cost O(1) a byte instead of re-parsing the header each time (h11's trick).
+            if len(self._buf) >= self._need:
+                self._drain(events)
         return events
 
     def _drain(self, events: list[Event]) -> None:
         buf = self._buf
+        self._need = 0
         while buf:
             result = self.parse_one(buf)
             if isinstance(result, int):
+                self._need = result
                 return
             if isinstance(result, Garbage):
                 del buf[: result.size]

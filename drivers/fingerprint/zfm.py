@@ -155,7 +155,9 @@ class ZfmOptions:
     retry_delay: float = 0.05  # first retry delay; doubles each time
     lock_timeout: float = 30.0  # how long a caller waits while another request is in flight
     image_width: int = 0  # 0 = infer from the pixel count (256x288, 192x192)
-    max_image_bytes: int = 256 * 288  # refuse longer uploads (a babbling line)
+    # Longest image upload accepted (4-bit bytes); the default is the largest known sensor
+    # (256x288). The 8-bit image is pre-sized from it, so a capture costs one image.
+    max_image_bytes: int = 256 * 288 // 2
     ppi: int = 500
 
     def __post_init__(self) -> None:
