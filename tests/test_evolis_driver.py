@@ -90,6 +90,7 @@ def test_blank_job_prints_and_counts() -> None:
         ("Ss", "no_card", PrinterMediaError, PrinterState.FEEDER_EMPTY, False),
         ("Ss", "cover_open", PrinterMediaError, PrinterState.COVER_OPEN, False),
         ("Ss", "ribbon_end", PrinterMediaError, PrinterState.RIBBON_ENDED, False),
+        ("Ss", "jam", PrinterJamError, PrinterState.CARD_JAM, None),
         ("Db:m", "ribbon_end", PrinterMediaError, PrinterState.RIBBON_ENDED, True),
         ("Db:k", "cover_open", PrinterMediaError, PrinterState.COVER_OPEN, True),
         ("Db:y", "jam", PrinterJamError, PrinterState.CARD_JAM, True),
@@ -97,7 +98,7 @@ def test_blank_job_prints_and_counts() -> None:
     ],
 )
 def test_nack_faults_at_each_step(step: str, fault: str, error: type[PrinterFaultError],
-                                  state: PrinterState, consumed: bool) -> None:
+                                  state: PrinterState, consumed: bool | None) -> None:
     drv, emu, _ = open_printer(EvolisModel(faults={step: fault}))
     with pytest.raises(error) as info:
         drv.print_job(blank_job())

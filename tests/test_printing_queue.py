@@ -182,7 +182,7 @@ def test_repeated_spoils_fail_the_order(journal: Journal, clock: Clock) -> None:
     assert results(q)[-1]["state"] == "failed"
 
 
-@pytest.mark.parametrize(("step", "fault"), [("Db:c", "unplug"), ("Se", "silent"), ("Ss", "unplug")])
+@pytest.mark.parametrize(("step", "fault"), [("Db:c", "unplug"), ("Se", "silent"), ("Ss", "unplug"), ("Ss", "jam")])
 def test_lost_printer_mid_job_makes_the_job_uncertain(journal: Journal, clock: Clock, step: str,
                                                       fault: str) -> None:
     q, ledger = station(journal, clock)

@@ -171,8 +171,11 @@ class EvolisPrinter:
             try:
                 self._request(frame, step, card_consumed=fed, timeout_s=timeout, check_err=True)
             except PrinterFaultError as exc:
-                if step in ("Ss", "Si", "St") and exc.state is not PrinterState.CARD_JAM:
-                    exc.card_consumed = False
+                if step in ("Ss", "Si", "St"):
+                    # A media refusal at insertion means no card moved. A jam or time-out
+                    # there may be an earlier jam or the new card sticking in the feed:
+                    # nobody can tell, so say so instead of guessing.
+                    exc.card_consumed = None if exc.state is PrinterState.CARD_JAM else False
                 raise
             except DeviceError as exc:
                 exc.card_consumed = fed  # type: ignore[attr-defined]
