@@ -485,3 +485,19 @@ def test_stale_data_before_a_reply_is_skipped() -> None:
         scanner.close()
     finally:
         protocol_emu.detach("zfm", name)
+
+
+def test_health_probe_notices_an_idle_unplug(url_rig: tuple[ZfmEmulator, str]) -> None:
+    emu, url = url_rig
+    scanner = ZfmScanner(url, FAST)
+    scanner.open()
+    scanner.health()
+    emu.unplug()
+    with pytest.raises(DeviceMissingError):
+        scanner.health()
+    with pytest.raises(DeviceMissingError):
+        scanner.health()  # stays missing until reopened
+    emu.replug()
+    scanner.open()
+    scanner.health()
+    scanner.close()

@@ -275,6 +275,19 @@ class ZfmScanner:
         """Close the port; safe to call twice, and from another thread during a capture."""
         self._close_port()
 
+    def health(self) -> None:
+        """Cheap liveness probe for the device manager's idle checks (one ReadSysPara).
+
+        Raises:
+            DeviceMissingError (unplugged or not open), DeviceTimeoutError, DeviceProtocolError,
+            DeviceFaultError.
+        """
+        with self._locked():
+            if self._port is None:
+                raise DeviceMissingError(f"{self.name}: not open", device=self.name)
+            reply = self._transact("ReadSysPara")
+        self._check(reply)
+
     def identify(self) -> DeviceIdentity:
         """What the protocol can tell: no serial or firmware number exists in it."""
         params = self._require_params()
