@@ -8,8 +8,8 @@ either commits it (:meth:`Storage.commit`, an atomic rename plus one index updat
 
 Two backends implement this interface:
 
-* :class:`agent.headoffice.storage_sqlite.SqliteStorage` — a folder plus an SQLite index; chunks
-  are files written with write-to-temp + fsync + rename. One machine (any number of receiver
+* :class:`agent.headoffice.storage_sqlite.SqliteStorage` — a folder of packet bodies plus an
+  SQLite index that also holds the chunks being assembled. One machine (any number of receiver
   processes on it: SQLite's writer lock serialises the index).
 * :class:`agent.headoffice.storage_pg.PostgresStorage` — index and chunks in PostgreSQL (row locks),
   packet bodies in a folder that every receiver machine mounts. Head office's real scale.

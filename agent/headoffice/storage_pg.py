@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from agent.headoffice.storage import ChunkMeta, StorageError
+from agent.headoffice.storage import StorageError
 from agent.headoffice.storage_sql import SCHEMA, Cursor, SqlStorage
 
 PG_SCHEMA = [
@@ -66,22 +66,6 @@ class PostgresStorage(SqlStorage):
                     yield Cursor(raw, pyformat=True)
             except self._psycopg.Error as exc:
                 raise StorageError(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
-
-    def _stage_chunk(self, meta: ChunkMeta, data: bytes) -> object:
-        return None
-
-    def _insert_chunk(self, cur: Cursor, meta: ChunkMeta, data: bytes, staged: object) -> None:
-        cur.execute(
-            "INSERT INTO ho_chunks (packet_id, idx, data) VALUES (?, ?, ?)"
-            " ON CONFLICT (packet_id, idx) DO NOTHING",
-            (meta.packet_id, meta.index, data),
-        )
-
-    def _discard_staged(self, staged: object) -> None:
-        return None
-
-    def _drop_chunk_bytes(self, packet_id: str) -> None:
-        return None  # the rows went with the transaction that stored or rejected the packet
 
     def _read_chunk(self, packet_id: str, idx: int) -> bytes:
         with self._tx() as cur:

@@ -1,7 +1,7 @@
 """What the SQLite and PostgreSQL backends share: the index schema and its transactions.
 
-Both backends keep the same tables (prefixed ``ho_``) and run the same statements; they differ in
-where chunk bytes live (files vs ``bytea`` rows), in how a transaction takes its locks
+Both backends keep the same tables (prefixed ``ho_``; chunk bytes in ``ho_chunks.data``) and run
+the same statements; they differ in how a transaction takes its locks
 (SQLite ``BEGIN IMMEDIATE`` takes the database's single writer lock; PostgreSQL uses
 ``SELECT ... FOR UPDATE`` on the packet's row) and in the placeholder style, which the cursor
 wrapper below translates (statements are written with ``?``).
@@ -110,7 +110,7 @@ class Cursor:
 
 
 class SqlStorage(Storage):
-    """The shared index logic; subclasses supply transactions and the chunk bytes."""
+    """The shared index logic; subclasses supply the connection, transactions and chunk reads."""
 
     #: appended to the SELECT that reads a packet row inside a write transaction
     lock_clause = ""
@@ -130,78 +130,62 @@ class SqlStorage(Storage):
     def _tx(self) -> AbstractContextManager[Cursor]:
         """One write transaction (commit on success, roll back on any exception)."""
 
-    @abc.abstractmethod
-    def _stage_chunk(self, meta: ChunkMeta, data: bytes) -> object:
-        """Prepare a chunk before the transaction (e.g. write and fsync a temp file)."""
-
-    @abc.abstractmethod
-    def _insert_chunk(self, cur: Cursor, meta: ChunkMeta, data: bytes, staged: object) -> None:
-        """Record the chunk inside the transaction."""
-
-    @abc.abstractmethod
-    def _discard_staged(self, staged: object) -> None:
-        """Throw away a staged chunk that was not recorded."""
-
-    @abc.abstractmethod
-    def _drop_chunk_bytes(self, packet_id: str) -> None:
-        """Remove a packet's chunk bytes kept outside the index (after its rows are gone)."""
+    def _insert_chunk(self, cur: Cursor, meta: ChunkMeta, data: bytes) -> None:
+        cur.execute(
+            "INSERT INTO ho_chunks (packet_id, idx, data) VALUES (?, ?, ?)"
+            " ON CONFLICT (packet_id, idx) DO NOTHING",
+            (meta.packet_id, meta.index, data),
+        )
 
     # ------------------------------------------------------------------ packets
 
     def put_chunk(self, meta: ChunkMeta, data: bytes) -> PacketRecord:
         """Durably record one chunk (idempotent); return the packet's state afterwards."""
-        staged = self._stage_chunk(meta, data)
-        recorded = False
-        try:
-            with self._tx() as cur:
-                cur.execute(
-                    "INSERT INTO ho_packets (packet_id, station_id, state, chunks, chunk_size,"
-                    " first_seen) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (packet_id) DO NOTHING",
-                    (meta.packet_id, meta.station_id, RECEIVING, meta.chunks, meta.chunk_size,
-                     now()),
-                )
-                row = cur.one(
-                    "SELECT station_id, state, chunks, chunk_size, packet_size, packet_sha256"
-                    " FROM ho_packets WHERE packet_id = ?" + self.lock_clause,
-                    (meta.packet_id,),
-                )
-                if row is None:
-                    raise StorageError(f"packet {meta.packet_id} vanished from the index")
-                station_id, state, chunks, chunk_size, size, sha = row
-                if station_id != meta.station_id:
-                    raise ChunkRefused("packet id already used by another station")
-                if state == STORED:
-                    if meta.packet_sha256 is not None and meta.packet_sha256 != sha:
-                        raise ChunkRefused("packet id already stored with different content")
-                else:
-                    if state == REJECTED:
-                        # The station's next attempt after a rejection starts afresh.
-                        cur.execute(
-                            "UPDATE ho_packets SET state = ?, chunks = ?, chunk_size = ?,"
-                            " packet_size = NULL, packet_sha256 = NULL, owner = NULL"
-                            " WHERE packet_id = ?",
-                            (RECEIVING, meta.chunks, meta.chunk_size, meta.packet_id),
-                        )
-                        size = sha = None
-                    elif (chunks, chunk_size) != (meta.chunks, meta.chunk_size):
-                        raise ChunkRefused(
-                            f"chunk says {meta.chunks} chunks of {meta.chunk_size} bytes,"
-                            f" earlier chunks said {chunks} of {chunk_size}"
-                        )
-                    if meta.packet_size is not None:
-                        if size is not None and (size, sha) != (meta.packet_size, meta.packet_sha256):
-                            raise ChunkRefused("packet size or sha256 differs from an earlier copy")
-                        cur.execute(
-                            "UPDATE ho_packets SET packet_size = ?, packet_sha256 = ?"
-                            " WHERE packet_id = ?",
-                            (meta.packet_size, meta.packet_sha256, meta.packet_id),
-                        )
-                    self._insert_chunk(cur, meta, data, staged)
-                    recorded = True
-                record = self._record(cur, meta.packet_id)
-        finally:
-            if not recorded:
-                self._discard_staged(staged)
+        with self._tx() as cur:
+            cur.execute(
+                "INSERT INTO ho_packets (packet_id, station_id, state, chunks, chunk_size,"
+                " first_seen) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (packet_id) DO NOTHING",
+                (meta.packet_id, meta.station_id, RECEIVING, meta.chunks, meta.chunk_size,
+                 now()),
+            )
+            row = cur.one(
+                "SELECT station_id, state, chunks, chunk_size, packet_size, packet_sha256"
+                " FROM ho_packets WHERE packet_id = ?" + self.lock_clause,
+                (meta.packet_id,),
+            )
+            if row is None:
+                raise StorageError(f"packet {meta.packet_id} vanished from the index")
+            station_id, state, chunks, chunk_size, size, sha = row
+            if station_id != meta.station_id:
+                raise ChunkRefused("packet id already used by another station")
+            if state == STORED:
+                if meta.packet_sha256 is not None and meta.packet_sha256 != sha:
+                    raise ChunkRefused("packet id already stored with different content")
+            else:
+                if state == REJECTED:
+                    # The station's next attempt after a rejection starts afresh.
+                    cur.execute(
+                        "UPDATE ho_packets SET state = ?, chunks = ?, chunk_size = ?,"
+                        " packet_size = NULL, packet_sha256 = NULL, owner = NULL"
+                        " WHERE packet_id = ?",
+                        (RECEIVING, meta.chunks, meta.chunk_size, meta.packet_id),
+                    )
+                    size = sha = None
+                elif (chunks, chunk_size) != (meta.chunks, meta.chunk_size):
+                    raise ChunkRefused(
+                        f"chunk says {meta.chunks} chunks of {meta.chunk_size} bytes,"
+                        f" earlier chunks said {chunks} of {chunk_size}"
+                    )
+                if meta.packet_size is not None:
+                    if size is not None and (size, sha) != (meta.packet_size, meta.packet_sha256):
+                        raise ChunkRefused("packet size or sha256 differs from an earlier copy")
+                    cur.execute(
+                        "UPDATE ho_packets SET packet_size = ?, packet_sha256 = ?"
+                        " WHERE packet_id = ?",
+                        (meta.packet_size, meta.packet_sha256, meta.packet_id),
+                    )
+                self._insert_chunk(cur, meta, data)
+            record = self._record(cur, meta.packet_id)
         if record is None:
             raise StorageError(f"packet {meta.packet_id} vanished from the index")
         return record
@@ -284,7 +268,6 @@ class SqlStorage(Storage):
                 cur.execute("DELETE FROM ho_chunks WHERE packet_id = ?", (packet_id,))
                 self._touch(cur, station_id)
                 record = self._record(cur, packet_id)
-        self._drop_chunk_bytes(packet_id)
         if record is None:
             raise StorageError(f"packet {packet_id} vanished from the index")
         return record
@@ -299,7 +282,6 @@ class SqlStorage(Storage):
             )
             cur.execute("DELETE FROM ho_chunks WHERE packet_id = ?", (packet_id,))
             record = self._record(cur, packet_id)
-        self._drop_chunk_bytes(packet_id)
         if record is None:
             raise StorageError(f"packet {packet_id} vanished from the index")
         return record
@@ -343,7 +325,6 @@ class SqlStorage(Storage):
                 self._touch(cur, station_id)
         finally:
             temp.unlink(missing_ok=True)
-        self._drop_chunk_bytes(packet_id)
         return True
 
     def incomplete(self, limit: int) -> list[PacketRecord]:
