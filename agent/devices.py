@@ -258,6 +258,9 @@ class ManagedDevice:
         except BaseException:
             self._slot.release()
             raise
+        # Should the device have dropped out just now, the owner is in its back-off wait: wake
+        # it so the job is failed at once rather than after the wait.
+        self._wake.set()
         # From here the owner thread releases the slot when the job ends.
         if not job.done.wait(timeout + _RESULT_MARGIN_SECONDS):
             job.cancel.set()
@@ -299,6 +302,7 @@ class ManagedDevice:
         try:
             while not self._stop.is_set():
                 if self._driver is None:
+                    self._fail_queued(str(self.state))
                     if self._open():
                         delay = self.config.retry_min_seconds
                     else:
@@ -472,17 +476,21 @@ class ManagedDevice:
         except Exception:  # a driver bug; the device is being dropped anyway
             log.exception("device %s: driver crashed while closing", self.name)
 
-    def _shutdown(self) -> None:
+    def _fail_queued(self, why: str) -> None:
+        """Fail a job that slipped into the queue while the device went away (no waiting it out)."""
         while True:
             try:
                 job = self._jobs.get_nowait()
             except queue.Empty:
-                break
+                return
             if job is None:
                 continue
-            job.error = DeviceUnavailableError(f"device {self.name} is stopping", device=self.name)
+            job.error = DeviceUnavailableError(f"device {self.name} is {why}", device=self.name)
             job.done.set()
             self._slot.release()
+
+    def _shutdown(self) -> None:
+        self._fail_queued("stopping")
         driver, self._driver = self._driver, None
         if driver is not None:
             self._close_quietly(driver)
