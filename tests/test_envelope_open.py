@@ -217,3 +217,17 @@ def test_any_flipped_bit_is_refused(pos: int, bit: int) -> None:
     # A flip inside JSON whitespace-free text can only "succeed" if it left the meaning intact,
     # which base64 padding bits allow; the body must then be identical.
     assert got == body()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.text(max_size=10)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                max_size=3),
+    max_leaves=12)
+
+
+@given(st.dictionaries(st.text(max_size=6), json_values, max_size=4))
+def test_strict_json_round_trips_canonical_json(doc: dict[str, Any]) -> None:
+    if env._depth(doc) <= env.MAX_DEPTH:
+        assert env.strict_json_loads(env.canonical_json(doc)) == doc

@@ -389,3 +389,13 @@ def test_any_manifest_round_trips(biodata: dict[str, Any], station: str,
     assert header.station_id == station
     assert manifest["biodata"] == biodata and manifest["operator_id"] == operator
     assert [i.read() for i in items] == [b"payload"]
+
+
+@pytest.mark.parametrize("biodata", [{"x": float("nan")}, {"x": datetime.now(UTC)},
+                                     {"x": "\ud800"}, {"x": b"bytes"}])
+def test_unserialisable_manifest_is_a_packet_error(biodata: dict[str, Any]) -> None:
+    w = packet.PacketWriter(io.BytesIO(), station_id="st-1", packet_id=PID,
+                            station_signing_key=STATION, headoffice_encryption_key=HO.public_key())
+    with pytest.raises(packet.PacketError, match="not serialisable") as exc:
+        w.finish(biodata=biodata)
+    assert "\ud800" not in str(exc.value)

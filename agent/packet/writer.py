@@ -288,7 +288,13 @@ class PacketWriter:
         }
         if extra:
             manifest["extra"] = dict(extra)
-        manifest_bytes = canonical_json(manifest)
+        try:
+            manifest_bytes = canonical_json(manifest)
+        except (TypeError, ValueError) as exc:
+            # Not JSON (a datetime object, NaN, a lone surrogate in a string): name the problem
+            # class only; the manifest holds personal data that must not reach a log line.
+            raise PacketError(f"manifest is not serialisable as strict JSON: "
+                              f"{type(exc).__name__}") from None
         if len(manifest_bytes) > MAX_MANIFEST:
             raise PacketError(f"manifest of {len(manifest_bytes)} bytes exceeds {MAX_MANIFEST}")
         body_size = (MANIFEST_LEN.size + len(manifest_bytes) + SIG_SIZE
