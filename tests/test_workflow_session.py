@@ -31,7 +31,7 @@ class Scripted:
         self.script: deque[Any] = deque(script)
         self.calls: list[str] = []
 
-    def capture(self, item: str, *, language: str) -> Capture:
+    def capture(self, item: str, *, language: str, context: Any = None) -> Capture:
         self.calls.append(item)
         step = self.script.popleft() if self.script else 90
         if isinstance(step, Exception):

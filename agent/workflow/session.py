@@ -32,6 +32,8 @@ FINGER_NAMES = {
 }
 EYES = ("right", "left")
 EXCEPTION_REASONS = ("amputated", "bandaged", "damaged", "other")
+# Signature captures score 50 at exactly the configured minimum ink share ([quality] signature_min_ink).
+SIGNATURE_GATE = 50
 
 ITEMS_BY_STATE: dict[State, tuple[str, ...]] = {
     State.FACE: ("face",),
@@ -90,8 +92,12 @@ class Capture:
 class CaptureProvider(Protocol):
     """Whatever turns "capture finger 2" into a :class:`Capture` (devices, or a test double)."""
 
-    def capture(self, item: str, *, language: str) -> Capture:
-        """Capture ``item`` ("face", "finger.N", "iris.left", "signature", "exception.<item>")."""
+    def capture(self, item: str, *, language: str, context: Mapping[str, Any] | None = None) -> Capture:
+        """Capture ``item`` ("face", "finger.N", "iris.left", "signature", "exception.<item>").
+
+        ``context`` carries what a quality check may need (the birth year for the photo
+        background rule); it is never logged or kept.
+        """
 
 
 class Sealer(Protocol):
@@ -196,6 +202,10 @@ class Session:
                 {"state": self.state.value},
             ) from exc
 
+    def _context(self) -> dict[str, Any]:
+        birth = self.biodata.get("birth_date", "")
+        return {"birth_year": int(birth[:4]) if birth[:4].isdigit() else None}
+
     def _item(self, key: str) -> Item:
         item = self.items.get(key)
         if item is None:
@@ -246,7 +256,7 @@ class Session:
         self._check(event)
         started = self.clock()
         try:
-            cap = provider.capture(key, language=self.language)
+            cap = provider.capture(key, language=self.language, context=self._context())
         except UserRetryError as exc:
             self.retry_seconds += self.clock() - started
             item.attempts += 1
@@ -302,7 +312,7 @@ class Session:
         """The configured quality gate of a modality."""
         q = self.config.quality
         return {"face": q.face_threshold, "finger": q.finger_threshold, "iris": q.iris_threshold,
-                "signature": 0}[modality]
+                "signature": SIGNATURE_GATE}[modality]
 
     def force_accept(self, key: str, reason: str, *, approved_by: str | None = None) -> None:
         """Accept the best capture so far after the retries are used up, with a reason."""
@@ -341,7 +351,8 @@ class Session:
         if CAPTURE_ORDER.index(_HOME_STATE[item.modality]) > CAPTURE_ORDER.index(self.state):
             raise WorkflowError("invalid_state", 409, "Item ini belum pada tahapnya.",
                                 "This item's step has not been reached yet.")
-        photo = provider.capture(f"exception.{key}", language=self.language) if provider else None
+        photo = (provider.capture(f"exception.{key}", language=self.language, context=self._context())
+                 if provider else None)
         self._fire(Event.EXCEPTION)
         item.status = "excepted"
         item.exception_reason = reason
