@@ -166,7 +166,7 @@ class _Mapping:
     def __getitem__(self, index: slice) -> bytes:
         if self.closed:
             raise ValueError("mmap closed")
-        return bytes(self._buf[: self._length][index])
+        return bytes(memoryview(self._buf)[: self._length][index])
 
     def close(self) -> None:
         self.closed = True
