@@ -135,8 +135,9 @@ class _Pipe:
                 for start in range(0, len(view), _PIECE):
                     piece = view[start:start + _PIECE]
                     self._pace(len(piece))
-                    self.dst.sendall(piece)
+                    # Counted before sending, so a peer that has read the bytes sees the count.
                     self.proxy.count(self.name, len(piece))
+                    self.dst.sendall(piece)
             # The source closed cleanly: pass the FIN on, keep the other direction open.
             try:
                 self.dst.shutdown(socket.SHUT_WR)
