@@ -399,3 +399,19 @@ def test_unserialisable_manifest_is_a_packet_error(biodata: dict[str, Any]) -> N
     with pytest.raises(packet.PacketError, match="not serialisable") as exc:
         w.finish(biodata=biodata)
     assert "\ud800" not in str(exc.value)
+
+
+class Trickle:
+    """A stream that returns at most 7 bytes per read (a slow pipe or socket)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.buf = io.BytesIO(data)
+
+    def read(self, n: int) -> bytes:
+        return self.buf.read(min(n, 7))
+
+
+def test_short_reads_are_not_truncation() -> None:
+    header, manifest, items = packet.read_packet(Trickle(build(SAMPLE)), headoffice_private_key=HO,
+                                                 station_public_keys=KEYS)
+    assert {i.name: i.read() for i in items} == dict(SAMPLE)
