@@ -181,6 +181,7 @@ def _import(cfg: Any, args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from agent.cli import CliError
+    from agent.export import ImportFolderError
     from agent.headoffice.importer import import_export_folder
     from agent.headoffice.receiver import load_station_keys, open_storage
     from agent.keys import load_headoffice_keys
@@ -193,6 +194,8 @@ def _import(cfg: Any, args: argparse.Namespace) -> int:
     try:
         report = import_export_folder(storage, folder, headoffice_private_key=keys.encryption,
                                       station_keys=load_station_keys(cfg))
+    except ImportFolderError as exc:
+        raise CliError(f"{folder}: export folder refused: {exc}") from exc
     finally:
         storage.close()
     print(f"imported {report.imported}, already stored {report.duplicates}, "
