@@ -145,7 +145,9 @@ def _read(path: Path, *, private: bool) -> bytes:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise KeyMissingError(f"{path}: missing") from None
+        hint = ("rekam keys trust-headoffice FILE" if path.name.startswith("headoffice")
+                else "rekam keys init")
+        raise KeyMissingError(f"{path}: missing (run: {hint})") from None
     if private and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyPermissionError(
             f"{path}: private key is accessible by group or others "
@@ -397,3 +399,39 @@ def trust_headoffice(kdir: Path, bundle_bytes: bytes, *, force: bool = False) ->
     log.info("head-office keys installed: encryption kid %s, signing kid %s",
              bundle.keys.encryption_kid, bundle.keys.signing_kid)
     return bundle.keys
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    """What a diagnostics check needs to know about the station's keys (no key material)."""
+
+    station_kid: str | None
+    headoffice_encryption_kid: str | None
+    headoffice_signing_kid: str | None
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when the station can sign packets and encrypt them for head office."""
+        return not self.problems
+
+
+def key_status(kdir: Path) -> KeyStatus:
+    """Check the key files without raising: each problem is one line with its fix."""
+    problems: list[str] = []
+    station: str | None = None
+    enc: str | None = None
+    sig: str | None = None
+    try:
+        station = key_id(load_station_signing_key(kdir).public_key())
+    except KeyStoreError as exc:
+        problems.append(str(exc))
+    try:
+        ho = load_headoffice_public(kdir)
+        enc, sig = ho.encryption_kid, ho.signing_kid
+    except KeyStoreError as exc:
+        problems.append(str(exc))
+    return KeyStatus(station, enc, sig, tuple(problems))

@@ -186,3 +186,19 @@ def test_cli_init_show_trust(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "cannot read" in missing.stderr
     # Private keys never appear in any output.
     assert "PRIVATE" not in out.stdout + show.stdout + trust.stdout
+
+
+def test_key_status_for_diagnostics(tmp_path: Path) -> None:
+    st = keys.key_status(tmp_path)
+    assert not st.ok and len(st.problems) == 2
+    assert "rekam keys init" in st.problems[0]
+    assert "rekam keys trust-headoffice" in st.problems[1]
+    pub = keys.init_station_keys(tmp_path)
+    ho = keys.generate_headoffice_keys(tmp_path / "ho", now=NOW)
+    keys.trust_headoffice(tmp_path, (tmp_path / "ho" / keys.BUNDLE).read_bytes())
+    st = keys.key_status(tmp_path)
+    assert st.ok and st.station_kid == keys.key_id(pub)
+    assert st.headoffice_signing_kid == ho.public.signing_kid
+    os.chmod(tmp_path / keys.STATION_KEY, 0o640)
+    st = keys.key_status(tmp_path)
+    assert not st.ok and "chmod 600" in st.problems[0]
