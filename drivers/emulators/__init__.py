@@ -14,12 +14,13 @@ as emulated.
 
 from __future__ import annotations
 
-import serial
-
 _PACKAGE = __name__
 
 
 def install() -> None:
     """Make ``serial_for_url("emu://...")`` resolve to our handler (idempotent)."""
+    # Imported here so that loading a non-serial emulator (camera, ten-print) stays light.
+    import serial
+
     if _PACKAGE not in serial.protocol_handler_packages:
         serial.protocol_handler_packages.append(_PACKAGE)
