@@ -10,7 +10,8 @@ every vendor ships an SDK. So this module does NOT speak to any real scanner by 
   per-finger crops from the SDK's segmentation, per-finger quality, the frame log;
 * :class:`VendorLibraryBackend` -- loads a vendor shim library from a configured path with ctypes
   and maps its calls. **Needs the vendor SDK (and a small C shim over it, ABI below); not
-  exercised here: no such hardware or SDK is available to this project.**
+  exercised against any real SDK or scanner: none is available to this project.** Its ctypes
+  mapping is checked only against a fake shim compiled by ``tests/test_tenprint_sdk_shim.py``.
 * the emulator backend lives in ``drivers/emulators/tenprint.py`` and is what the tests and the
   demo use.
 
@@ -451,8 +452,8 @@ class VendorLibraryBackend:
     """A :class:`TenPrintBackend` over a vendor shim library. NEEDS THE VENDOR SDK; NOT EXERCISED HERE.
 
     ``library`` is the configured path of the shim (``[devices.NAME] options.sdk_library``).
-    Only the "library missing / incomplete" paths are tested; the capture calls have never run
-    against a real SDK.
+    The calls have run only against a fake shim written in the tests (checking the ctypes
+    structures, out-parameters and return codes), never against a real vendor SDK.
     """
 
     _SYMBOLS = (
