@@ -314,3 +314,30 @@ def test_arbitrary_bytes_never_raise_foreign_errors(data: bytes) -> None:
         ev.decompress_ko(data)
     except CodecError:
         pass
+
+
+@given(seed=st.integers(0, 2**32 - 1), levels=st.sampled_from([2, 32, 64, 128]))
+def test_pack_unpack_round_trip_any_panel(seed: int, levels: int) -> None:
+    values = np.random.default_rng(seed).integers(0, levels, ev.PANEL_PIXELS, dtype=np.uint8)
+    packed = ev.pack_pixels(values, levels)
+    assert len(packed) == ev.panel_bytes(levels)
+    assert np.array_equal(ev.unpack_pixels(packed, levels), values)
+    # The download survives the wire, split anywhere.
+    wire = ev.Download("y" if levels > 2 else "k", levels, packed).serialize()
+    dec = ev.CommandDecoder()
+    cut = seed % len(wire)
+    out = dec.feed(wire[:cut]) + dec.feed(wire[cut:])
+    assert out == [ev.Download("y" if levels > 2 else "k", levels, packed)]
+
+
+def test_orientation_round_trip() -> None:
+    land = np.random.default_rng(1).integers(0, 2, (648, 1016), dtype=np.uint8)
+    panel = ev.landscape_to_panel(land)
+    assert panel.shape == (1016, 648)
+    # Line 0 is the card's right edge, read top to bottom.
+    assert np.array_equal(panel[0], land[:, 1015])
+    assert np.array_equal(ev.panel_to_landscape(panel), land)
+    with pytest.raises(EncodeError):
+        ev.landscape_to_panel(land.T)
+    with pytest.raises(FrameError):
+        ev.panel_to_landscape(np.zeros(5, dtype=np.uint8))

@@ -216,3 +216,28 @@ def test_lp_transport_missing_path(tmp_path: object) -> None:
     drv = EvolisPrinter(LpTransport("/nonexistent/usb/lp9"))
     with pytest.raises(DeviceMissingError):
         drv.open()
+
+
+K_ONLY = ev.PanelData("k", 2, np.zeros(ev.PANEL_PIXELS, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("fault", ["no_card", "ribbon_end", "cover_open", "jam", "silent", "unplug"])
+@pytest.mark.parametrize("step", ["Pr", "Ss", "Sr", "Db:k", "Se"])
+def test_every_fault_at_every_step_is_reported_truthfully(step: str, fault: str) -> None:
+    drv, emu, _ = open_printer(EvolisModel(faults={step: fault}))
+    try:
+        drv.print_job(ev.job_frames([K_ONLY], ribbon="k"))
+    except PrinterFaultError as exc:
+        assert emu.model.printed == []
+        fed = emu.model.cards_inserted == 1
+        assert exc.card_consumed in (fed, None)
+        assert exc.hint("id") != exc.hint("en")
+    except (DeviceMissingError, DeviceTimeoutError) as exc:
+        assert fault in ("silent", "unplug")
+        assert emu.model.printed == []
+        assert card_consumed_of(exc) in ((False,) if step == "Pr" else (True, None))
+    else:
+        # Only an empty feeder after this card was fed lets the card through, and then
+        # exactly one card came out.
+        assert fault == "no_card" and step not in ("Pr", "Ss")
+        assert len(emu.model.printed) == 1

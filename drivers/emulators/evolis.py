@@ -155,6 +155,10 @@ class EvolisModel:
                 return ev.encode_nack("T")
             if self.cover_open:
                 return ev.encode_nack("C")
+            if self.ribbon_left <= 0:
+                # Se prints the last panel (the overlay): no ribbon, no card.
+                self._in_sequence = False
+                return ev.encode_nack("R")
             self.ribbon_left -= 1
             self.printed.append(_render_png(self._panels))
             self._in_sequence = False
