@@ -87,7 +87,7 @@ def run_station(tmp_path: Path, mosquitto: Mosquitto, ho: HeadOfficeKeys,
     ucfg = UplinkConfig(host="127.0.0.1", port=mosquitto.port, transport="tcp",
                         keepalive_seconds=5, ack_timeout_seconds=2, reconnect_min_seconds=0.05,
                         reconnect_max_seconds=0.5, telemetry_seconds=1)
-    # type: ignore below: agent.uplink's JournalLike protocol does not yet accept the real
+    # The ignore below: agent.uplink's JournalLike protocol does not yet accept the real
     # Journal under mypy (list[PacketInfo] vs Sequence[PacketInfoLike]); reported to its owner.
     uplink = Uplink(ucfg, station_id=STATION, journal=journal,  # type: ignore[arg-type]
                     chunk_bytes=jcfg.chunk_bytes,
