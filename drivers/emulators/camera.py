@@ -232,6 +232,13 @@ class FakeUvcCamera:
             self.vanished = True
             self._cond.notify_all()
 
+    def replug(self) -> None:
+        """Plug back in after :meth:`vanish`: the node opens again (a fresh device)."""
+        with self._cond:
+            self.vanished = False
+            self.stalled = False
+            self._cond.notify_all()
+
     def stall(self, stalled: bool = True) -> None:
         """Stop (or resume) delivering frames while streaming."""
         with self._cond:
@@ -478,3 +485,21 @@ class FakeUvcCamera:
         self.frames_produced += 1
         # Keep the nominal rate without drifting; after a long pause, do not burst.
         self._next_due = max(self._next_due + 1 / self.fps, now - 1 / self.fps)
+
+
+_HARDWARE: dict[str, FakeUvcCamera] = {}
+_HARDWARE_LOCK = threading.Lock()
+
+
+def hardware(name: str, **kwargs: object) -> FakeUvcCamera:
+    """The emulated camera called ``name``, created on first use (kwargs apply then only)."""
+    with _HARDWARE_LOCK:
+        if name not in _HARDWARE:
+            _HARDWARE[name] = FakeUvcCamera(**kwargs)  # type: ignore[arg-type]
+        return _HARDWARE[name]
+
+
+def forget(name: str) -> None:
+    """Remove an emulated camera (tests call this to start fresh)."""
+    with _HARDWARE_LOCK:
+        _HARDWARE.pop(name, None)

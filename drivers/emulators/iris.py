@@ -158,3 +158,21 @@ def visible_iris_share(scene: IrisScene) -> float:
     c = min(1.0, max(0.0, scene.occlusion)) * 2 - 1
     covered = (math.acos(-c) + c * math.sqrt(max(0.0, 1 - c * c))) / math.pi
     return 1 - covered
+
+
+_HARDWARE: dict[str, EmulatedIrisSdk] = {}
+_HARDWARE_LOCK = threading.Lock()
+
+
+def hardware(name: str) -> EmulatedIrisSdk:
+    """The emulated iris SDK called ``name``, created on first use."""
+    with _HARDWARE_LOCK:
+        if name not in _HARDWARE:
+            _HARDWARE[name] = EmulatedIrisSdk()
+        return _HARDWARE[name]
+
+
+def forget(name: str) -> None:
+    """Remove an emulated iris SDK (tests call this to start fresh)."""
+    with _HARDWARE_LOCK:
+        _HARDWARE.pop(name, None)

@@ -162,6 +162,10 @@ class EmulatedPenTablet:
         self.vanished = True
         self._close_writer()
 
+    def replug(self) -> None:
+        """Plug back in after :meth:`unplug`: the node opens again."""
+        self.vanished = False
+
     def _close_writer(self) -> None:
         if self._write_fd is not None:
             os.close(self._write_fd)
@@ -244,3 +248,21 @@ class EmulatedPenTablet:
                 arg[: ctypes.sizeof(info)] = bytes(info)
                 return
         raise OSError(errno.EINVAL, "Invalid argument")
+
+
+_HARDWARE: dict[str, EmulatedPenTablet] = {}
+_HARDWARE_LOCK = threading.Lock()
+
+
+def hardware(name: str) -> EmulatedPenTablet:
+    """The emulated tablet called ``name``, created on first use."""
+    with _HARDWARE_LOCK:
+        if name not in _HARDWARE:
+            _HARDWARE[name] = EmulatedPenTablet(path=f"/dev/input/event-emu-{name}")
+        return _HARDWARE[name]
+
+
+def forget(name: str) -> None:
+    """Remove an emulated tablet (tests call this to start fresh)."""
+    with _HARDWARE_LOCK:
+        _HARDWARE.pop(name, None)
