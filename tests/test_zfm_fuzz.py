@@ -44,7 +44,10 @@ def _spec_ack(payload: bytes, pid: int = 0x07) -> bytes:
 # Replies that look plausible (valid frames with odd contents) as well as raw noise.
 REPLIES = st.one_of(
     st.binary(max_size=40),
-    st.binary(min_size=1, max_size=40).map(_spec_ack),
+    # Acknowledges with codes that matter (OK, no finger, no match, echo) and any data length.
+    st.tuples(st.sampled_from([0x00, 0x02, 0x08, 0x09, 0x55]) | st.integers(0, 255), st.binary(max_size=40)).map(
+        lambda t: _spec_ack(bytes([t[0]]) + t[1])
+    ),
     st.binary(min_size=1, max_size=128).map(lambda b: _spec_ack(b, 0x02)),
     st.binary(min_size=1, max_size=128).map(lambda b: _spec_ack(b, 0x08)),
 )
