@@ -4,6 +4,7 @@ as head office would: ISO records inside, manifest fields, exceptions, errors ma
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,8 @@ def image(fmt: str, mode: str = "L", size: tuple[int, int] = (64, 80)) -> bytes:
 class Provider:
     """Good captures in the formats the station's devices produce (synthetic images)."""
 
-    def capture(self, item: str, *, language: str) -> Capture:
+    def capture(self, item: str, *, language: str,
+                context: Mapping[str, Any] | None = None) -> Capture:
         dev = {"name": f"emu-{item.split('.')[0]}", "model": "emulator", "serial": "E1"}
         if item == "face":
             return Capture(image("jpeg", "RGB"), "jpeg", 90, 64, 80, dev)
