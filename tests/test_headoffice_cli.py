@@ -129,3 +129,21 @@ def test_parse_config_defaults() -> None:
     cfg = parse_headoffice_config({})
     assert cfg.storage.backend == "sqlite" and cfg.receiver.group == "rekam-ho"
     assert cfg.broker.transport == "tls"
+
+
+def test_every_config_key_is_documented() -> None:
+    import dataclasses
+    import typing
+
+    from agent.headoffice.config import HeadOfficeConfig, RegisteredStation
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "headoffice.md").read_text()
+    for section in dataclasses.fields(HeadOfficeConfig):
+        if section.name in ("source", "stations"):
+            continue
+        cls = typing.get_type_hints(HeadOfficeConfig)[section.name]
+        for f in dataclasses.fields(cls):
+            assert f"`[{section.name}] {f.name}" in doc or f", `{f.name}`" in doc, (
+                f"[{section.name}] {f.name} is not in docs/headoffice.md")
+    for f in dataclasses.fields(RegisteredStation):
+        assert f"`[stations.ID] {f.name}`" in doc
