@@ -157,6 +157,18 @@ def test_vanish_mid_stream_is_device_missing(hw: FakeUvcCamera) -> None:
     assert not result.ok
 
 
+def test_health_probe_notices_an_idle_unplug(hw: FakeUvcCamera) -> None:
+    cam = make(hw)
+    with pytest.raises(DeviceMissingError):
+        cam.health()  # not open
+    cam.open()
+    cam.health()
+    hw.vanish()
+    with pytest.raises(DeviceMissingError):
+        cam.health()
+    cam.close()
+
+
 def test_stall_is_a_bounded_timeout(hw: FakeUvcCamera) -> None:
     cam = make(hw, timeout_s=0.2)
     gen = cam.frames()

@@ -104,6 +104,19 @@ def test_faults() -> None:
         SdkIrisScanner(sdk).open()  # the SDK's OSError becomes DeviceMissingError
 
 
+def test_health_probe() -> None:
+    sdk = EmulatedIrisSdk()
+    dev = SdkIrisScanner(sdk)
+    with pytest.raises(DeviceMissingError):
+        dev.health()
+    dev.open()
+    dev.health()
+    sdk.disconnected = True
+    with pytest.raises(DeviceMissingError):
+        dev.health()
+    dev.close()
+
+
 def test_misuse_is_refused_before_the_device() -> None:
     sdk = EmulatedIrisSdk()
     dev = SdkIrisScanner(sdk)

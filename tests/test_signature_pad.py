@@ -159,6 +159,18 @@ def test_unplug_mid_capture(tablet: EmulatedPenTablet) -> None:
         pad_for(tablet).open()
 
 
+def test_health_probe(tablet: EmulatedPenTablet) -> None:
+    pad = pad_for(tablet)
+    with pytest.raises(DeviceMissingError):
+        pad.health()
+    pad.open()
+    pad.health()
+    tablet.unplug()
+    with pytest.raises(DeviceMissingError):
+        pad.health()
+    pad.close()
+
+
 def test_not_a_pen_and_busy(tablet: EmulatedPenTablet) -> None:
     keyboardish = EmulatedPenTablet(TabletSpec(has_xy=False, has_pressure=False))
     with pytest.raises(DeviceFaultError) as err:

@@ -270,6 +270,16 @@ class V4l2Camera:
         buf.memory = v4l2.V4L2_MEMORY_MMAP
         return buf
 
+    def health(self) -> None:
+        """Cheap liveness probe for the device manager's idle checks (VIDIOC_QUERYCAP).
+
+        Skipped while streaming: a capture notices an unplug itself. Raises
+        DeviceMissingError when the camera is gone or not open.
+        """
+        if self._streaming:
+            return
+        self._ioctl(v4l2.VIDIOC_QUERYCAP, v4l2.v4l2_capability())
+
     def identify(self) -> DeviceIdentity:
         """Driver, card name and bus position as the kernel reports them (UVC has no serial here)."""
         if self.cap is None:

@@ -142,6 +142,10 @@ class EmulatedIrisSdk:
         )
         return SdkCapture(SdkStatus.OK, images)
 
+    def present(self) -> bool:
+        """Attached unless disconnected."""
+        return not self.disconnected
+
     def self_test(self) -> tuple[bool, str]:
         """Passes unless disconnected."""
         return (not self.disconnected, "emulated" if not self.disconnected else "disconnected")

@@ -93,6 +93,9 @@ class IrisSdk(Protocol):
     def self_test(self) -> tuple[bool, str]:
         """The SDK's device check: (passed, detail)."""
 
+    def present(self) -> bool:
+        """Cheap check that the scanner is still attached (the SDK's device query)."""
+
 
 # user-retry statuses: (log text, hint_id, hint_en)
 _RETRY: dict[SdkStatus, tuple[str, str, str]] = {
@@ -174,6 +177,17 @@ class SdkIrisScanner:
         except DeviceError as exc:
             steps.append(("sdk", False, str(exc)))
         return SelfTestResult(all(s[1] for s in steps), tuple(steps))
+
+    def health(self) -> None:
+        """Cheap presence probe for the device manager; skipped while a capture runs."""
+        if self._info is None:
+            raise DeviceMissingError("iris scanner is not open")
+        if self._wedged:
+            raise DeviceFaultError("a previous SDK call never returned", code="WEDGED")
+        if self._lock.locked():
+            return
+        if not self._call("present", self.sdk.present):
+            raise DeviceMissingError("iris scanner no longer attached")
 
     def close(self) -> None:
         """Close through the SDK; safe to call twice."""

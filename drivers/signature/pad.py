@@ -189,6 +189,10 @@ class EvdevSignaturePad:
         self.frame_log.record("rx", f"open {self.name!r} x{self.x_range} y{self.y_range}")
         log.info("signature pad %s open: %s", self.path, self.name)
 
+    def health(self) -> None:
+        """Cheap liveness probe for the device manager (EVIOCGID); DeviceMissingError when gone."""
+        self._ioctl(evdev_io.EVIOCGID, ctypes.sizeof(evdev_io.input_id))
+
     def identify(self) -> DeviceIdentity:
         """Name and USB ids as the kernel reports them (evdev gives no serial number)."""
         if self.fd is None:
