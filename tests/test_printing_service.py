@@ -89,3 +89,16 @@ def test_print_pending_stops_at_zero_stock(service: PrintService) -> None:
     assert [v.state for v in done] == ["printed", "waiting_stock"]
     assert service.telemetry()["print_queue"] == {"waiting_stock": 2}
     assert len(emu.model.printed) == 1
+
+
+def test_uplink_handler_takes_verified_bodies(service: PrintService) -> None:
+    service.ledger.add_delivery(2, "B1")
+    assert service.on_order_body(body("o7")) is not None
+    assert service.on_order_body(body("o7")) is not None  # idempotent on order id
+    assert service.on_order_body({"type": "print_order"}) is None
+    bad = body("o8")
+    bad["card"]["nik"] = "x"
+    assert service.on_order_body(bad) is None
+    states = [json.loads(p)["state"] for _, p in service.pending_results()]
+    assert states == ["rejected", "rejected"]
+    assert service.telemetry()["print_queue"] == {"received": 1}

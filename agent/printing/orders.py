@@ -118,6 +118,18 @@ def parse_order(
     except envelope.EnvelopeError as exc:
         reason = next((r for t, r in _ENVELOPE_REASONS.items() if isinstance(exc, t)), "malformed")
         raise OrderRejectedError(reason, str(exc)) from exc
+    return order_from_body(body)
+
+
+def order_from_body(body: Mapping[str, Any]) -> PrintOrder:
+    """Validate the body of an envelope that was already opened and verified (e.g. by the uplink).
+
+    Raises :class:`OrderRejectedError` for a wrong shape, bad card fields or images, and data that
+    cannot fit the card.
+    """
+    for name in envelope.REQUIRED_BODY_FIELDS:
+        if not isinstance(body.get(name), str) or not body[name]:
+            raise OrderRejectedError("malformed", f"body field {name!r} missing")
     order_id = body.get("order_id")
     if not isinstance(order_id, str) or not ORDER_ID_RE.fullmatch(order_id):
         raise OrderRejectedError("invalid", "order_id missing or not a plain id")

@@ -2,8 +2,9 @@
 
 Wiring (for the daemon and the uplink):
 
-* the uplink subscribes to ``rekam/v1/{station}/print/order`` and calls
-  :meth:`PrintService.on_order` with each payload (any thread; it only verifies and journals);
+* the uplink verifies each ``rekam/v1/{station}/print/order`` envelope and calls
+  :meth:`PrintService.on_order_body` with its body (``register_handler("print/order", ...)``);
+  :meth:`PrintService.on_order` takes a raw payload and verifies the envelope itself;
 * the printer's owner thread calls :meth:`PrintService.print_pending` when woken (by
   :attr:`PrintService.wake`) or periodically, with the opened driver;
 * the uplink publishes :meth:`pending_results` on ``print/result`` (QoS 1) and calls
@@ -23,7 +24,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.envelope import ReplayGuard
-from agent.printing.orders import OrderRejectedError, order_topic, parse_order
+from agent.printing.orders import OrderRejectedError, order_from_body, order_topic, parse_order
 from agent.printing.queue import JobView, PrinterLike, PrintQueue
 from agent.printing.stock import JournalLike, StockLedger, utc_now
 
@@ -60,6 +61,17 @@ class PrintService:
             order = parse_order(payload, station_id=self._station, public_keys=self._keys(),
                                 now=self._clock(), max_bytes=self._max_bytes, seen=self._seen,
                                 topic=topic)
+        except OrderRejectedError as exc:
+            self.queue.reject(exc)
+            return None
+        view = self.queue.receive(order)
+        self.wake.set()
+        return view
+
+    def on_order_body(self, body: dict[str, Any]) -> JobView | None:
+        """The uplink's ``print/order`` handler: ``body`` comes from an envelope it verified."""
+        try:
+            order = order_from_body(body)
         except OrderRejectedError as exc:
             self.queue.reject(exc)
             return None
