@@ -60,8 +60,13 @@ _FACTORIES: dict[str, Factory] = {}
 _LAZY: dict[str, str] = {
     "tenprint-emulator": "drivers.registry:_tenprint_emulator",
     "tenprint-sdk": "drivers.registry:_tenprint_sdk",
-    # Other families: add "name": "package.module:factory" here or call register() on import.
     "zfm": "drivers.registry:_zfm",
+    # Other families' factories (their modules, their options; see each module's docstring).
+    "v4l2": "drivers.camera.factory:from_spec",
+    "iris-emulator": "drivers.iris.factory:emulator",
+    "iris-sdk": "drivers.iris.factory:vendor_sdk",
+    "evdev": "drivers.signature.factory:from_spec",
+    # Add "name": "package.module:factory" here, or call register() at import time.
 }
 _LOCK = threading.Lock()
 

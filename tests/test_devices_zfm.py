@@ -103,3 +103,17 @@ def test_zfm_unplugged_mid_upload_goes_absent_and_comes_back(
     assert count(caplog, "absent") == 1 and count(caplog, "back") == 1
     emu.place_finger("person-2/left-thumb")
     assert manager.capture_finger("fp", FingerPosition.LEFT_THUMB).quality >= 0
+
+
+def test_zfm_unplugged_while_idle_is_noticed_by_the_health_probe(
+    rig: tuple[DeviceManager, ZfmEmulator], caplog: pytest.LogCaptureFixture
+) -> None:
+    manager, emu = rig
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    dev = manager.devices["fp"]
+    emu.unplug()
+    # No capture is asked for: only the idle probe (the driver's health()) can notice this.
+    wait_for(lambda: dev.state is DeviceState.ABSENT)
+    emu.replug()
+    assert manager.wait_ready("fp", 20)
+    assert count(caplog, "absent") == 1 and count(caplog, "back") == 1

@@ -32,6 +32,7 @@ from drivers.errors import (
     UserRetryError,
 )
 from drivers.fingerprint.base import (
+    CaptureArgumentError,
     CaptureCancelledError,
     CaptureNotSupportedError,
     FingerCapture,
@@ -121,14 +122,20 @@ def test_misuse_is_refused_before_the_device_is_touched(
     scanner: TenPrintScanner, hw: TenPrintHardware
 ) -> None:
     hw.capture_started.clear()
-    with pytest.raises(ValueError, match="outside slap"):
+    with pytest.raises(CaptureArgumentError, match="outside slap"):
         scanner.capture_slap(Slap.RIGHT_FOUR, timeout=5, skip=[FingerPosition.LEFT_INDEX])
-    with pytest.raises(ValueError, match="nothing to capture"):
+    with pytest.raises(CaptureArgumentError, match="nothing to capture"):
         scanner.capture_slap(Slap.TWO_THUMBS, timeout=5, skip=list(Slap.TWO_THUMBS.fingers))
-    with pytest.raises(ValueError, match="timeout"):
+    with pytest.raises(CaptureArgumentError, match="timeout"):
         scanner.capture_finger(FingerPosition.RIGHT_INDEX, timeout=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(CaptureArgumentError):
         scanner.capture_finger(11, timeout=1)  # type: ignore[arg-type]
+    with pytest.raises(CaptureArgumentError):
+        scanner.capture_slap(12, timeout=1)  # type: ignore[arg-type]
+    # Misuse is a DeviceError (drivers raise nothing else) and a ValueError.
+    assert issubclass(CaptureArgumentError, DeviceError) and issubclass(
+        CaptureArgumentError, ValueError
+    )
     assert not hw.capture_started.is_set()
 
 

@@ -1,6 +1,7 @@
 """Fingerprint scanner drivers: the common interface, the ZFM UART module and the ten-print seam."""
 
 from drivers.fingerprint.base import (
+    CaptureArgumentError,
     CaptureCancelledError,
     CaptureNotSupportedError,
     FingerCapture,
@@ -15,6 +16,7 @@ from drivers.fingerprint.base import (
 )
 
 __all__ = [
+    "CaptureArgumentError",
     "CaptureCancelledError",
     "CaptureNotSupportedError",
     "FingerCapture",

@@ -16,6 +16,7 @@ Errors, split by who must act (libfprint's RETRY vs ERROR; see ``drivers/errors.
      +-- CaptureCancelledError    the operator (or shutdown) cancelled the capture
     DeviceError (drivers.errors)
      +-- CaptureNotSupportedError the scanner cannot do this kind of capture (caller's mistake)
+     +-- CaptureArgumentError     impossible arguments (also a ValueError), checked before I/O
 
 Faults, missing devices, timeouts and protocol errors use the classes in ``drivers/errors.py``.
 
@@ -145,13 +146,13 @@ class FingerCapture:
     def __post_init__(self) -> None:
         # A wrong image mode here would silently corrupt every downstream record, so refuse it.
         if self.image.mode != "L":
-            raise ValueError(
+            raise CaptureArgumentError(
                 f"finger image must be 8-bit greyscale (mode L), got {self.image.mode}"
             )
         if not 0 <= self.quality <= 100:
-            raise ValueError(f"quality must be 0-100, got {self.quality}")
+            raise CaptureArgumentError(f"quality must be 0-100, got {self.quality}")
         if self.ppi <= 0:
-            raise ValueError(f"ppi must be positive, got {self.ppi}")
+            raise CaptureArgumentError(f"ppi must be positive, got {self.ppi}")
 
     def describe(self) -> dict[str, object]:
         """JSON-able metadata without the image (safe for logs and diagnostics)."""
@@ -182,11 +183,15 @@ class SlapCapture:
 
     def __post_init__(self) -> None:
         if self.image.mode != "L":
-            raise ValueError(f"slap image must be 8-bit greyscale (mode L), got {self.image.mode}")
+            raise CaptureArgumentError(
+                f"slap image must be 8-bit greyscale (mode L), got {self.image.mode}"
+            )
         expected = [f for f in self.slap.fingers if f not in self.skipped]
         got = [f.position for f in self.fingers]
         if got != expected:
-            raise ValueError(f"slap {self.slap.name} expects fingers {expected}, got {got}")
+            raise CaptureArgumentError(
+                f"slap {self.slap.name} expects fingers {expected}, got {got}"
+            )
 
     def finger(self, position: FingerPosition) -> FingerCapture:
         """The segmented capture of ``position``; KeyError when it was skipped."""
@@ -245,7 +250,9 @@ def estimate_quality(
     """
     a = np.asarray(image, dtype=np.float32)
     if a.ndim != 2 or a.shape[0] < _BLOCK or a.shape[1] < _BLOCK:
-        raise ValueError(f"need a 2-D greyscale image of at least {_BLOCK}x{_BLOCK}, got {a.shape}")
+        raise CaptureArgumentError(
+            f"need a 2-D greyscale image of at least {_BLOCK}x{_BLOCK}, got {a.shape}"
+        )
     h = a.shape[0] // _BLOCK * _BLOCK
     w = a.shape[1] // _BLOCK * _BLOCK
     a = a[:h, :w]
@@ -339,6 +346,17 @@ class CaptureCancelledError(UserRetryError):
 
     hint_id = "Pengambilan sidik jari dibatalkan. Mulai lagi bila siap."
     hint_en = "Fingerprint capture was cancelled. Start again when ready."
+
+
+class CaptureArgumentError(DeviceError, ValueError):
+    """The caller asked for something impossible (bad position, skip list, timeout, image).
+
+    A programming error rather than a device problem; checked before any I/O. Also a
+    ``ValueError``, so generic argument checks catch it.
+    """
+
+    hint_id = "Permintaan pengambilan tidak valid. Hubungi teknisi."
+    hint_en = "Invalid capture request. Call the technician."
 
 
 class CaptureNotSupportedError(DeviceError):

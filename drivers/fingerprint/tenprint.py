@@ -55,6 +55,7 @@ from drivers.errors import (
 )
 from drivers.fingerprint.base import (
     QUALITY_METHOD,
+    CaptureArgumentError,
     CaptureCancelledError,
     CaptureNotSupportedError,
     FingerCapture,
@@ -71,6 +72,13 @@ from drivers.fingerprint.base import (
 log = logging.getLogger(__name__)
 
 MAX_PIXELS = 4000 * 3000  # larger than any FAP 60 platen at 500 ppi; guards a corrupt size
+
+
+def _position(value: int) -> FingerPosition:
+    try:
+        return FingerPosition(value)
+    except ValueError as exc:
+        raise CaptureArgumentError(f"not a finger position (1-10): {value!r}") from exc
 
 
 class Poll(enum.IntEnum):
@@ -243,7 +251,7 @@ class TenPrintScanner:
         cancel: threading.Event | None = None,
     ) -> FingerCapture:
         """Capture one finger; see ``FingerprintScanner.capture_finger``."""
-        position = FingerPosition(position)
+        position = _position(position)
         if rolled and not self.capabilities().rolled:
             raise CaptureNotSupportedError("this scanner has no rolled capture")
         raw = self._capture(int(position), rolled=rolled, timeout=timeout, cancel=cancel)
@@ -270,14 +278,21 @@ class TenPrintScanner:
         cancel: threading.Event | None = None,
     ) -> SlapCapture:
         """Capture one slap and segment it; see ``FingerprintScanner.capture_slap``."""
-        slap = Slap(slap)
-        skipped = frozenset(FingerPosition(f) for f in skip)
+        try:
+            slap = Slap(slap)
+        except ValueError as exc:
+            raise CaptureArgumentError(f"not a slap code: {slap!r}") from exc
+        skipped = frozenset(_position(f) for f in skip)
         if not self.capabilities().slaps:
             raise CaptureNotSupportedError("this scanner has no slap capture")
         if not skipped <= set(slap.fingers):
-            raise ValueError(f"skip {sorted(skipped)} names fingers outside slap {slap.name}")
+            raise CaptureArgumentError(
+                f"skip {sorted(skipped)} names fingers outside slap {slap.name}"
+            )
         if skipped == set(slap.fingers):
-            raise ValueError(f"every finger of slap {slap.name} skipped: nothing to capture")
+            raise CaptureArgumentError(
+                f"every finger of slap {slap.name} skipped: nothing to capture"
+            )
         raw = self._capture(
             int(slap),
             rolled=False,
@@ -340,7 +355,7 @@ class TenPrintScanner:
     ) -> RawCapture:
         """Arm, poll until done within ``timeout``, fetch; abort on any way out but success."""
         if timeout <= 0:
-            raise ValueError(f"timeout must be positive, got {timeout}")
+            raise CaptureArgumentError(f"timeout must be positive, got {timeout}")
         self._need_info()
         if not self._lock.acquire(blocking=False):
             raise DeviceFaultError(
