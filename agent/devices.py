@@ -201,6 +201,7 @@ class ManagedDevice:
             "faults": 0,
             "lost": 0,
         }
+        self._beat = time.monotonic()  # owner loop heartbeat, for the watchdog
         self._thread = threading.Thread(target=self._run, name=f"rekam-dev-{name}", daemon=True)
 
     # ----------------------------------------------------------------- public
@@ -215,8 +216,8 @@ class ManagedDevice:
         """Start the owner thread (it opens the device)."""
         self._thread.start()
 
-    def stop(self) -> None:
-        """Cancel the current job, fail queued ones, close the driver, join the thread."""
+    def request_stop(self) -> None:
+        """Ask the owner to stop: cancel the current job and wake it; does not wait."""
         self._stop.set()
         self._wake.set()
         try:
@@ -226,12 +227,26 @@ class ManagedDevice:
         current = self._current
         if current is not None:
             current.cancel.set()
+
+    def stop(self) -> None:
+        """Cancel the current job, fail queued ones, close the driver, join the thread."""
+        self.request_stop()
         if self._thread.is_alive():
             self._thread.join(_JOIN_SECONDS)
 
     def alive(self) -> bool:
-        """False when the owner thread died or hung in stop."""
-        return self._thread.is_alive() or self._stop.is_set()
+        """False when the owner thread died, or made no progress for far longer than any step."""
+        if self._stop.is_set():
+            return True
+        if not self._thread.is_alive():
+            return False
+        # The longest legitimate step: a capture (plus transfer margin), or a back-off wait.
+        bound = (
+            2 * (max(self.config.capture_timeout_seconds, 30.0) + _RESULT_MARGIN_SECONDS)
+            + self.config.retry_max_seconds
+            + self.config.probe_seconds
+        )
+        return time.monotonic() - self._beat < bound
 
     def rescan(self) -> None:
         """Retry an absent or faulted device now (for example on a udev "add" event)."""
@@ -301,6 +316,7 @@ class ManagedDevice:
         delay = self.config.retry_min_seconds
         try:
             while not self._stop.is_set():
+                self._beat = time.monotonic()
                 if self._driver is None:
                     self._fail_queued(str(self.state))
                     if self._open():
@@ -520,8 +536,9 @@ class DeviceManager:
 
     def stop(self) -> None:
         """Stop every device (captures in progress are cancelled)."""
+        # Ask all first, so their captures are cancelled together rather than one join at a time.
         for device in self.devices.values():
-            device._stop.set()
+            device.request_stop()
         for device in self.devices.values():
             device.stop()
 

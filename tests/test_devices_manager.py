@@ -366,4 +366,6 @@ def test_component_factory() -> None:
     component = device_component(cfg, object())  # type: ignore[arg-type]
     assert component is not None and component.name == "devices"
     assert component.status() == "devices 0/1 ready"  # not started yet
+    assert not component.healthy()  # no owner thread running: the watchdog must not be petted
     component.stop()  # stopping an unstarted manager is harmless
+    assert component.healthy()  # a stopping manager is not "stuck"
