@@ -446,3 +446,28 @@ def _none() -> Any:
     class _Empty:
         received: frozenset[int] = frozenset()
     return _Empty()
+
+
+def test_unexpected_error_in_one_packet_does_not_stop_the_receiver(
+        world_factory: Callable[[str], World]) -> None:
+    w = world_factory("sqlite")
+    w.add_station("st-a")
+    rx = w.receiver()
+    real_verify = rx.verify
+    calls = {"n": 0}
+
+    def flaky(path: Path, record: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("a bug in a verifier")
+        real_verify(path, record)
+
+    rx.verify = flaky
+    sim = w.sim("st-a")
+    pid, data = w.packet("st-a")
+    # The first assembly blows up; the lease (2 s here) runs out and a later query finishes it.
+    assert sim.deliver(pid, data, ack_wait=0.5).status == "complete"
+    assert rx.stats.internal_errors == 1
+    pid2, data2 = w.packet("st-a")
+    assert sim.deliver(pid2, data2).status == "complete"
+    assert stored_bytes(rx.storage, pid) == data

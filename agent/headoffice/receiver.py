@@ -84,6 +84,7 @@ class Stats:
     queries: int = 0
     acks: int = 0
     storage_errors: int = 0
+    internal_errors: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, name: str, n: int = 1) -> None:
@@ -311,6 +312,12 @@ class Receiver:
                       station_id, exc)
         except (BadChunk, ValueError, EnvelopeError) as exc:
             log.warning("receiver: bad %s message from station %s: %s", leaf, station_id, exc)
+        except Exception:  # an exception escaping here would kill paho's network thread
+            # A bug met by one message must not stop the receiver for every station; the
+            # station's next query retries, and the traceback names no packet content.
+            self.stats.add("internal_errors")
+            log.exception("receiver %s: unexpected error handling %s from %s", self.client_id,
+                          leaf, station_id)
 
     @staticmethod
     def _json(payload: bytes) -> dict[str, Any]:
