@@ -134,3 +134,11 @@ def test_card_that_cannot_fit_is_refused_at_once() -> None:
         parse(signed(body))
     assert info.value.reason == "layout" and info.value.order_id == "ord-1"
     assert "kecamatan" in str(info.value)
+
+
+def test_print_before_is_optional_and_checked() -> None:
+    assert parse(signed(order_body())).print_before is None
+    when = (NOW + timedelta(days=2)).isoformat()
+    assert parse(signed(order_body(print_before=when))).print_before == when
+    assert reason_of(signed(order_body(print_before="tomorrow"))) == "invalid"
+    assert reason_of(signed(order_body(print_before=5))) == "invalid"

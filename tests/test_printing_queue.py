@@ -39,13 +39,15 @@ def png(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def make_order(order_id: str = "ord-1", *, expires: datetime | None = None, **card: str) -> PrintOrder:
+def make_order(order_id: str = "ord-1", *, print_before: datetime | None = None,
+               **card: str) -> PrintOrder:
     base = sample_card()
     fields = {f: getattr(base, f) for f in CARD_FIELDS}
     fields.update(card)
     return PrintOrder(order_id=order_id, message_id=f"m-{order_id}", issued_at=NOW.isoformat(),
-                      expires_at=(expires or NOW + timedelta(days=7)).isoformat(), card=fields,
-                      photo=png(sample_photo()), signature=png(sample_signature()))
+                      expires_at=(NOW + timedelta(minutes=10)).isoformat(), card=fields,
+                      photo=png(sample_photo()), signature=png(sample_signature()),
+                      print_before=print_before.isoformat() if print_before else None)
 
 
 @pytest.fixture
@@ -114,6 +116,7 @@ def test_zero_stock_waits_with_event_then_prints(journal: Journal, clock: Clock)
     q, ledger = station(journal, clock, stock=0)
     drv, emu = printer()
     assert q.receive(make_order()).state == "waiting_stock"
+    clock.now += timedelta(days=3)  # long past the envelope's expiry: the order still waits
     assert events(journal, "print_waiting_stock") == [{"order_id": "ord-1", "blanks": 0}]
     assert [r["state"] for r in results(q)] == ["waiting_stock"]
     view = q.print_next(drv)
@@ -236,10 +239,10 @@ def test_crash_mid_print_recovers_as_uncertain(journal: Journal, clock: Clock) -
 
 def test_expired_and_unprintable_orders_fail(journal: Journal, clock: Clock) -> None:
     q, ledger = station(journal, clock)
-    q.receive(make_order("old", expires=NOW + timedelta(hours=1)))
+    q.receive(make_order("old", print_before=NOW + timedelta(hours=1)))
     clock.now += timedelta(hours=2)
     view = q.print_next(printer()[0])
-    assert view is not None and view.state == "failed" and "expired" in (view.reason or "")
+    assert view is not None and view.state == "failed" and "print_before" in (view.reason or "")
     q.receive(make_order("long", kecamatan="X " * 100))
     view = q.print_next(printer()[0])
     assert view is not None and view.state == "failed" and (view.reason or "").startswith("layout")

@@ -4,7 +4,11 @@ Body of the envelope on ``rekam/v1/{station}/print/order`` (besides the envelope
 ``type``/``station_id``/``id``/``issued_at``/``expires_at``)::
 
     {"type": "print_order", "order_id": "<id>", "card": {<CardData text fields>},
-     "photo": "<base64 JPEG or PNG>", "signature": "<base64 JPEG or PNG, optional>"}
+     "photo": "<base64 JPEG or PNG>", "signature": "<base64 JPEG or PNG, optional>",
+     "print_before": "<ISO 8601 UTC, optional: fail the order if not printed by then>"}
+
+The envelope's ``expires_at`` bounds delivery only: an accepted order waits (for stock, for
+the printer) as long as it must, unless ``print_before`` says otherwise.
 
 Every check that can refuse an order runs here, before anything is journaled: envelope
 (signature, key, station, expiry, replay, size), the order's shape, the card's fields, and
@@ -64,6 +68,7 @@ class PrintOrder:
     card: Mapping[str, str]
     photo: bytes
     signature: bytes | None
+    print_before: str | None = None  # optional deadline; the envelope's expiry only bounds delivery
 
     def card_data(self) -> CardData:
         """The card to render (decodes the images)."""
@@ -79,6 +84,7 @@ class PrintOrder:
             "card": dict(self.card),
             "photo": base64.b64encode(self.photo).decode("ascii"),
             "signature": base64.b64encode(self.signature).decode("ascii") if self.signature else None,
+            "print_before": self.print_before,
         }
 
     @classmethod
@@ -91,6 +97,7 @@ class PrintOrder:
             card=dict(data["card"]),
             photo=base64.b64decode(data["photo"]),
             signature=base64.b64decode(sig) if sig else None,
+            print_before=data.get("print_before"),
         )
 
 
@@ -147,10 +154,18 @@ def order_from_body(body: Mapping[str, Any]) -> PrintOrder:
         value = card[name]
         if not isinstance(value, str) or len(value) > MAX_FIELD_CHARS or not value.isprintable():
             raise OrderRejectedError("invalid", f"card field {name} must be printable text", order_id=order_id)
+    print_before = body.get("print_before")
+    if print_before is not None:
+        try:
+            envelope.parse_utc(print_before if isinstance(print_before, str) else "")
+        except ValueError as exc:
+            raise OrderRejectedError("invalid", "print_before must be ISO 8601 with a zone",
+                                     order_id=order_id) from exc
     photo = _image(body.get("photo"), "photo", order_id, required=True)
     sig = _image(body.get("signature"), "signature", order_id, required=False)
     order = PrintOrder(order_id=order_id, message_id=body["id"], issued_at=body["issued_at"],
-                       expires_at=body["expires_at"], card=card, photo=photo or b"", signature=sig)
+                       expires_at=body["expires_at"], card=card, photo=photo or b"", signature=sig,
+                       print_before=print_before)
     try:
         card_data = order.card_data()
     except CardLayoutError as exc:

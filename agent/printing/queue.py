@@ -15,7 +15,9 @@ States of a job (table ``print_jobs``)::
   never printed on a guess.
 * Idempotent on ``order_id``: the same order again (a re-sent message) creates nothing and
   repeats the last result.
-* Zero stock: the job waits in ``waiting_stock`` with an event to head office; it is not lost.
+* Zero stock: the job waits in ``waiting_stock`` with an event to head office; it is not lost
+  (the envelope's expiry bounds delivery only; an order fails for lateness only when it carries
+  ``print_before``). Jobs print in arrival order.
 * Results for head office (``print/result``) sit in ``print_results`` until the uplink marks
   them sent. Card data (NIK, name, photo) is deleted from the job once it is final.
 """
@@ -48,7 +50,7 @@ CREATE TABLE IF NOT EXISTS print_jobs (
     attempts INTEGER NOT NULL DEFAULT 0,
     spoiled INTEGER NOT NULL DEFAULT 0,
     received_at TEXT NOT NULL,
-    expires_at TEXT NOT NULL,
+    print_before TEXT,
     updated_at TEXT NOT NULL,
     order_json TEXT NOT NULL
 );
@@ -128,7 +130,7 @@ class PrintQueue:
                 db["print_jobs"].insert({
                     "order_id": order.order_id, "message_id": order.message_id, "state": "received",
                     "reason": None, "attempts": 0, "spoiled": 0, "received_at": now,
-                    "expires_at": order.expires_at, "updated_at": now,
+                    "print_before": order.print_before, "updated_at": now,
                     "order_json": json.dumps(order.to_json()),
                 })
         if existing is not None:
@@ -159,8 +161,8 @@ class PrintQueue:
         if job is None:
             return None
         order_id = job["order_id"]
-        if job["expires_at"] and _parse(job["expires_at"]) <= self._clock():
-            return self._finish(order_id, "failed", "order expired before it could be printed")
+        if job["print_before"] and _parse(job["print_before"]) <= self._clock():
+            return self._finish(order_id, "failed", "print_before passed before it could be printed")
         if self._ledger.current() <= 0:
             if job["state"] != "waiting_stock":
                 view = self._set(order_id, "waiting_stock", "no blank cards in stock")
@@ -268,7 +270,7 @@ class PrintQueue:
         if wanted:
             sql += f" WHERE state IN ({','.join('?' * len(wanted))})"
             args += wanted
-        sql += " ORDER BY received_at, order_id LIMIT ?"
+        sql += " ORDER BY rowid LIMIT ?"
         with self._j.transaction() as db:
             return [JobView(*row) for row in db.execute(sql, [*args, limit]).fetchall()]
 
@@ -301,16 +303,16 @@ class PrintQueue:
     def _queued_before(self, order_id: str) -> int:
         with self._j.transaction() as db:
             row = db.execute("SELECT COUNT(*) FROM print_jobs WHERE state IN "
-                             "('received', 'waiting_stock', 'printing') AND order_id != ? AND "
-                             "received_at <= (SELECT received_at FROM print_jobs WHERE order_id = ?)",
-                             [order_id, order_id]).fetchone()
+                             "('received', 'waiting_stock', 'printing') AND "
+                             "rowid < (SELECT rowid FROM print_jobs WHERE order_id = ?)",
+                             [order_id]).fetchone()
         return int(row[0])
 
     def _next_waiting(self) -> dict[str, Any] | None:
         with self._j.transaction() as db:
-            rows = list(db.query("SELECT order_id, state, expires_at, order_json FROM print_jobs "
+            rows = list(db.query("SELECT order_id, state, print_before, order_json FROM print_jobs "
                                  "WHERE state IN ('received', 'waiting_stock') "
-                                 "ORDER BY received_at, order_id LIMIT 1"))
+                                 "ORDER BY rowid LIMIT 1"))
         return rows[0] if rows else None
 
     def _set(self, order_id: str, state: str, reason: str | None, *, attempt: bool = False,
