@@ -119,6 +119,7 @@ class HeadOffice:
         self.queries = 0
         self.events: list[dict[str, Any]] = []
         self.statuses: list[bytes] = []
+        self.print_results: list[bytes] = []
         self.acks_sent: list[dict[str, Any]] = []
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv5)
@@ -143,7 +144,7 @@ class HeadOffice:
 
     def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
         client.subscribe([("rekam/v1/+/packet", 1), ("rekam/v1/+/event", 1),
-                          ("rekam/v1/+/status", 1)])
+                          ("rekam/v1/+/status", 1), ("rekam/v1/+/print/result", 1)])
         self.connected.set()
 
     def _ack(self, station: str, body: dict[str, Any]) -> None:
@@ -156,6 +157,9 @@ class HeadOffice:
         if leaf == "event":
             import json
             self.events.append(json.loads(msg.payload))
+            return
+        if leaf == "print/result":
+            self.print_results.append(bytes(msg.payload))
             return
         if leaf == "status":
             self.statuses.append(bytes(msg.payload))

@@ -156,3 +156,25 @@ def test_broker_restart_mid_transfer_every_packet_exactly_once(
     lost = [r for r in caplog.records if "lost" in r.getMessage()]
     back = [r for r in caplog.records if "back to" in r.getMessage()]
     assert len(lost) == 1 and len(back) == 1  # one line down, one line up
+
+
+def test_print_results_outbox_marked_sent_on_puback(mosquitto: Mosquitto,
+                                                    journal: Journal) -> None:
+    results = {1: b'{"v":1,"order_id":"o1","state":"printed"}',
+               2: b'{"v":1,"order_id":"o2","state":"failed"}'}
+    sent: list[int] = []
+    ho = HeadOffice(mosquitto.port).start()
+    up = make_uplink(journal, mosquitto.port)
+    up.add_outbox("print/result",
+                  lambda limit: [(k, v) for k, v in results.items() if k not in sent][:limit],
+                  sent.append)
+    with pytest.raises(ValueError):
+        up.add_outbox("packet", lambda limit: [], sent.append)
+    up.start()
+    try:
+        wait_for(lambda: sorted(sent) == [1, 2], 10, "results marked sent")
+        wait_for(lambda: len(ho.print_results) == 2, 10, "results at head office")
+    finally:
+        up.stop()
+        ho.stop()
+    assert sorted(ho.print_results) == sorted(results.values())

@@ -19,7 +19,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from agent.config import UplinkConfig
 from agent.envelope import ReplayGuard
 from agent.uplink.backoff import Backoff
 from agent.uplink.incoming import IncomingValidator, RejectedMessage, parse_ack
-from agent.uplink.sender import EVENT_WINDOW, JournalLike, Sender
+from agent.uplink.sender import EVENT_WINDOW, JournalLike, OutboxSource, Sender
 from agent.uplink.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -147,6 +147,21 @@ class Uplink:
         if leaf not in ("print/order", "command"):
             raise ValueError(f"no handlers for {leaf!r}; acks are the uplink's own")
         self.handlers[leaf] = handler
+
+    def add_outbox(self, leaf: str, pending: Callable[[int], Sequence[tuple[int, bytes]]],
+                   mark_sent: Callable[[int], None]) -> None:
+        """Publish another owner's durable messages on ``leaf`` (QoS 1), e.g. print results.
+
+        ``pending(limit)`` returns (id, JSON payload) pairs not yet sent; ``mark_sent(id)`` is
+        called on the broker's PUBACK. Both run on the uplink thread.
+        """
+        if leaf not in ("print/result", "event"):
+            raise ValueError(f"no outbox for {leaf!r}")
+        self.sender.add_source(OutboxSource(self.topics.leaf(leaf), pending, mark_sent))
+
+    def wake(self) -> None:
+        """Something new is in the journal: send it without waiting for the next poll."""
+        self.sender.wake()
 
     def add_telemetry_provider(self, provider: Callable[[], Mapping[str, Any]]) -> None:
         """Merge ``provider()`` into each telemetry message (latest values only)."""

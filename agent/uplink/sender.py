@@ -44,6 +44,9 @@ EVENT_WINDOW = 4
 # How many outbox rows to look at when choosing the next packet (today's first).
 OUTBOX_SCAN = 256
 OUTBOX_REFRESH_SECONDS = 2.0
+# How often the journal is polled for new events and packets when nothing woke the sender; keeps
+# SQLite queries off the per-chunk path during a fast drain.
+POLL_SECONDS = 0.2
 
 
 class PacketInfoLike(Protocol):
@@ -87,6 +90,16 @@ class JournalLike(Protocol):
 # publish(topic, payload, qos, retain, user_properties, content_type) -> mid, or None when the
 # client refused it (not connected, queue full): the sender then tries again later.
 PublishFn = Callable[[str, bytes, int, bool, list[tuple[str, str]], str | None], int | None]
+
+
+@dataclass
+class OutboxSource:
+    """Another owner's durable outbox (for example print results): small JSON messages."""
+
+    topic: str
+    pending: Callable[[int], Sequence[tuple[int, bytes]]]
+    mark_sent: Callable[[int], None]
+    inflight: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -189,6 +202,9 @@ class Sender:
         self.events_inflight: set[int] = set()
         self._candidates: deque[PacketInfoLike] = deque()
         self._candidates_at = -1e9
+        self._empty_until = -1e9  # outbox found empty: do not ask again before this
+        self._events_due = -1e9
+        self.sources: list[OutboxSource] = []
         self._drain: deque[tuple[float, int]] = deque()  # (time, bytes) for the drain rate
 
     # ------------------------------------------------------------------ connection
@@ -222,8 +238,19 @@ class Sender:
                 packet.todo.appendleft(index)
         self.inflight.clear()
         self.events_inflight.clear()
+        for source in self.sources:
+            source.inflight.clear()
 
     # ------------------------------------------------------------------ pumping
+    def wake(self) -> None:
+        """New packets or events were journaled: look at once instead of at the next poll."""
+        self._empty_until = -1e9
+        self._events_due = -1e9
+
+    def add_source(self, source: OutboxSource) -> None:
+        """Publish another owner's pending messages (QoS 1) and mark them sent on PUBACK."""
+        self.sources.append(source)
+
     def chunks_inflight(self) -> int:
         """Chunks published and not yet PUBACKed."""
         return sum(1 for kind, _, _ in self.inflight.values() if kind == "chunk")
@@ -240,6 +267,23 @@ class Sender:
         return max(0.0, min(wait, 1.0))
 
     def _pump_events(self, publish: PublishFn) -> None:
+        now = self.clock()
+        if now < self._events_due:
+            return
+        self._events_due = now + POLL_SECONDS
+        for n, source in enumerate(self.sources):
+            room = EVENT_WINDOW - len(source.inflight)
+            for ident, payload in source.pending(EVENT_WINDOW * 2):
+                if room <= 0:
+                    break
+                if ident in source.inflight:
+                    continue
+                mid = publish(source.topic, payload, 1, False, [("v", "1")], "application/json")
+                if mid is None:
+                    return
+                self.inflight[mid] = ("source", str(n), ident)
+                source.inflight.add(ident)
+                room -= 1
         room = EVENT_WINDOW - len(self.events_inflight)
         if room <= 0:
             return
@@ -258,6 +302,8 @@ class Sender:
 
     def _next_candidate(self) -> PacketInfoLike | None:
         now = self.clock()
+        if not self._candidates and now < self._empty_until:
+            return None
         if not self._candidates or now - self._candidates_at > OUTBOX_REFRESH_SECONDS:
             rows = [p for p in self.journal.outbox(OUTBOX_SCAN) if p.packet_id not in self.packets]
             if self.today_first:
@@ -271,6 +317,7 @@ class Sender:
             info = self._candidates.popleft()
             if info.packet_id not in self.packets:
                 return info
+        self._empty_until = now + POLL_SECONDS
         return None
 
     def _today_start(self) -> str:
@@ -385,6 +432,12 @@ class Sender:
         if entry is None:
             return
         kind, ident, index = entry
+        if kind == "source":
+            source = self.sources[int(ident)]
+            source.inflight.discard(index)
+            if ok:
+                source.mark_sent(index)
+            return
         if kind == "event":
             self.events_inflight.discard(index)
             if ok:
