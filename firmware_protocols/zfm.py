@@ -222,7 +222,6 @@ class PacketDecoder:
         # A slice is at most one frame long, and the tail left after parsing is shorter than one
         # frame, so the buffer is always below two frames.
         self.max_buffer = 2 * self.max_frame
-        self._eof = False
         self._need = 0  # total bytes the packet at the front needs before it can be decided
 
     @property
@@ -240,7 +239,6 @@ class PacketDecoder:
         """
         events: list[Event] = []
         if not data:
-            self._eof = True
             if self._buf:
                 events.append(Garbage(len(self._buf), "no start code"))
                 self._buf.clear()

@@ -501,3 +501,64 @@ def test_health_probe_notices_an_idle_unplug(url_rig: tuple[ZfmEmulator, str]) -
     scanner.open()
     scanner.health()
     scanner.close()
+
+
+@pytest.mark.parametrize("fault", [Fault.DROP_BYTE, Fault.BAD_CHECKSUM, Fault.GARBAGE])
+def test_damage_inside_an_image_stream_retries_the_whole_upload(
+    rig: tuple[ZfmEmulator, ZfmScanner], fault: Fault
+) -> None:
+    emu, scanner = rig
+    emu.place_finger("mallory")
+    scanner.wait_finger(timeout=0.5)
+    before = scanner.retries_used
+    emu.inject(fault, packet=5)  # the fifth data packet of the next upload
+    image = scanner.upload_image()
+    assert image.tobytes() == expand(finger_image("mallory", "good", 192, 192))
+    assert emu.pending_faults == 0 and scanner.retries_used == before + 1
+    assert any("garbage" in s for _, s in scanner.frames)
+
+
+def test_damage_inside_a_stream_without_retries_is_a_protocol_error(url_rig: tuple[ZfmEmulator, str]) -> None:
+    emu, url = url_rig
+    scanner = ZfmScanner(url, ZfmOptions(reply_timeout=0.1, retries=0))
+    scanner.open()
+    try:
+        emu.inject(Fault.DROP_BYTE, packet=100)
+        with pytest.raises(DeviceProtocolError):
+            scanner.upload_image()
+        emu.inject(Fault.SILENCE)
+        emu.inject(Fault.BAD_CHECKSUM, packet=1)
+        with pytest.raises(DeviceTimeoutError):
+            scanner.template_count()  # silence
+        with pytest.raises(DeviceProtocolError):
+            scanner.upload_image()  # first data packet's checksum broken
+    finally:
+        scanner.close()
+
+
+def test_close_from_another_thread_ends_a_capture_quietly(
+    url_rig: tuple[ZfmEmulator, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, url = url_rig
+    scanner = ZfmScanner(url, ZfmOptions(reply_timeout=0.1, poll_interval=0.01))
+    scanner.open()
+    errors: list[BaseException] = []
+
+    def capture() -> None:
+        try:
+            scanner.capture_finger(FingerPosition.RIGHT_INDEX, timeout=30.0)
+        except DeviceError as exc:
+            errors.append(exc)
+
+    caplog.set_level(logging.WARNING, logger="drivers.fingerprint.zfm")
+    worker = threading.Thread(target=capture)
+    worker.start()
+    for _ in range(500):  # until a few GenImg polls have happened (bounded)
+        if len(scanner.frames) >= 6:
+            break
+        threading.Event().wait(0.01)
+    scanner.close()
+    worker.join(5)
+    assert not worker.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], DeviceMissingError)
+    assert "disconnected" not in caplog.text

@@ -193,7 +193,7 @@ class ZfmEmulator:
         self._unplugged = False
         self._decoder = PacketDecoder()
         self._down: tuple[str, int, DataStreamReceiver, bytearray] | None = None
-        self._faults: deque[Fault] = deque()
+        self._faults: deque[tuple[Fault, int]] = deque()
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
 
@@ -209,10 +209,15 @@ class ZfmEmulator:
         with self._lock:
             self.finger = None
 
-    def inject(self, fault: Fault) -> None:
-        """Queue a one-shot fault for the next reply (faults apply in order)."""
+    def inject(self, fault: Fault, *, packet: int = 0) -> None:
+        """Queue a one-shot fault for the next reply (faults apply in order).
+
+        ``packet`` picks which packet of that reply is hit (0 = the acknowledge; 5 = the fifth
+        data packet of an upload), for garbage, bad checksum and dropped byte. An upload
+        fault waits for the next reply long enough to have that packet.
+        """
         with self._lock:
-            self._faults.append(fault)
+            self._faults.append((fault, packet))
 
     def clear_faults(self) -> None:
         """Forget queued faults."""
@@ -309,25 +314,31 @@ class ZfmEmulator:
 
     def _shape(self, reply: Iterator[bytes], *, upload: bool) -> Iterator[bytes]:
         """Apply the next queued fault to one reply, lazily."""
-        if self._faults and self._faults[0] is Fault.UNPLUG_MID_UPLOAD and not upload:
-            return reply  # the unplug waits for the next upload, which is what it is about
-        fault = self._faults.popleft() if self._faults else None
+        if self._faults:
+            fault, packet = self._faults[0]
+            if (fault is Fault.UNPLUG_MID_UPLOAD or packet > 0) and not upload:
+                return reply  # a fault about an upload waits for the next upload
+        if not self._faults:
+            return reply
+        fault, packet = self._faults.popleft()
         if fault is Fault.SILENCE:
             return iter(())
         if fault is Fault.UNPLUG_MID_UPLOAD:
             return self._unplug_after(reply, 3)
-        if fault is None:
-            return reply
-        first = next(reply, b"")
-        if fault is Fault.GARBAGE:
-            noise = bytes(self._rng.randrange(256) for _ in range(self._rng.randrange(1, 24)))
-            first = noise + first
-        elif fault is Fault.BAD_CHECKSUM and first:
-            first = first[:-1] + bytes([first[-1] ^ 0x5A])
-        elif fault is Fault.DROP_BYTE and first:
-            pos = self._rng.randrange(len(first))
-            first = first[:pos] + first[pos + 1 :]
-        return _chain(first, reply)
+        return self._damage(reply, fault, packet)
+
+    def _damage(self, reply: Iterator[bytes], fault: Fault, packet: int) -> Iterator[bytes]:
+        for index, chunk in enumerate(reply):
+            if index == packet and chunk:
+                if fault is Fault.GARBAGE:
+                    noise = bytes(self._rng.randrange(256) for _ in range(self._rng.randrange(1, 24)))
+                    chunk = noise + chunk
+                elif fault is Fault.BAD_CHECKSUM:
+                    chunk = chunk[:-1] + bytes([chunk[-1] ^ 0x5A])
+                elif fault is Fault.DROP_BYTE:
+                    pos = self._rng.randrange(len(chunk))
+                    chunk = chunk[:pos] + chunk[pos + 1 :]
+            yield chunk
 
     def _unplug_after(self, reply: Iterator[bytes], packets: int) -> Iterator[bytes]:
         # The acknowledge and a few data packets get through, then the cable is gone.

@@ -294,8 +294,11 @@ class ZfmScanner:
         return DeviceIdentity(
             kind="fingerprint",
             make="ZhianTec / Hangzhou Grow (ZFM protocol)",
-            model=f"ZFM-compatible module, system id 0x{params.system_id:04X}, {params.library_size} slots",
-            serial=f"address {params.device_address:08X}",
+            model=(
+                f"ZFM-compatible module, system id 0x{params.system_id:04X}, "
+                f"address {params.device_address:08X}, {params.library_size} slots"
+            ),
+            serial="not reported by the protocol",
             firmware="not reported by the protocol",
             evidence="public protocol",
             emulated=self.url.startswith("emu://"),
@@ -359,6 +362,9 @@ class ZfmScanner:
         cancel: threading.Event | None = None,
     ) -> FingerCapture:
         """Wait for a finger, upload its image, and check that the module can extract features.
+
+        The feature check uses character buffer 1, so a capture in the middle of a manual
+        enrolment sequence overwrites it.
 
         Raises:
             CaptureNotSupportedError: ``rolled`` (this module has no rolled capture).
@@ -775,6 +781,9 @@ class ZfmScanner:
                 pass  # closing a vanished port: nothing left to release
 
     def _lost(self, exc: BaseException) -> DeviceMissingError:
+        if self._port is None:
+            # close() from another thread ended the wait: a deliberate stop, not an unplug.
+            return DeviceMissingError(f"{self.name}: closed", device=self.name)
         self._close_port()
         _log.warning("%s: device disconnected", self.name)
         return DeviceMissingError(f"{self.name}: device disconnected ({type(exc).__name__})", device=self.name)
