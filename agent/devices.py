@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import queue
 import threading
 import time
@@ -36,6 +37,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from agent.config import Config, DeviceConfig
+from agent.diagnostics import FAIL, OK, WARN, Check
 from agent.logs import TRACE
 from drivers import registry
 from drivers.base import Device, DeviceIdentity, FrameLog, SelfTestResult
@@ -653,3 +655,91 @@ def device_component(config: Config, daemon: Daemon) -> DeviceManager | None:
     if not config.devices:
         return None
     return DeviceManager(config.devices)
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+
+def device_checks(config: Config) -> list[Check]:
+    """``rekam diag`` lines for ``[devices.*]`` without opening anything (the daemon holds them).
+
+    Checks that each driver name exists, that a ``/dev`` path is present and read-writable by
+    this user, that a vendor SDK shim is installed where one is configured, and warns about
+    emulated devices and a station without a fingerprint scanner.
+    """
+    out: list[Check] = []
+    known = set(registry.known())
+    for name, dev in sorted(config.devices.items()):
+        label = f"device {name}"
+        if dev.driver not in known:
+            out.append(
+                Check(
+                    label,
+                    FAIL,
+                    f"unknown driver {dev.driver!r}",
+                    "Nama driver perangkat salah di konfigurasi; hubungi teknisi.",
+                    f"Unknown driver; use one of: {', '.join(sorted(known))}.",
+                )
+            )
+            continue
+        url = dev.url
+        if url.startswith("emu://"):
+            out.append(
+                Check(
+                    label,
+                    WARN,
+                    f"{dev.driver} emulator ({url}): for demos and tests, not real hardware",
+                    "Perangkat ini tiruan (emulator), bukan perangkat asli.",
+                    "This device is an emulator, not real hardware.",
+                )
+            )
+            continue
+        if url.startswith("/dev/"):
+            if not os.path.exists(url):
+                out.append(
+                    Check(
+                        label,
+                        FAIL,
+                        f"{url} not present",
+                        "Perangkat tidak terdeteksi. Periksa kabel USB dan sambungkan ulang.",
+                        "Device not detected: check the cable; check the udev rule (/dev/rekam/).",
+                    )
+                )
+                continue
+            if not os.access(url, os.R_OK | os.W_OK):
+                out.append(
+                    Check(
+                        label,
+                        FAIL,
+                        f"{url} present but not readable and writable by this user",
+                        "Izin akses perangkat salah; hubungi teknisi.",
+                        "No permission: add the user to the device's group (udev rule, "
+                        "dialout/video/input/lp).",
+                    )
+                )
+                continue
+        library = dev.options.get("sdk_library")
+        if isinstance(library, str) and library and not os.path.isfile(library):
+            out.append(
+                Check(
+                    label,
+                    FAIL,
+                    f"vendor SDK shim {library} not installed",
+                    "Perangkat lunak pemindai (SDK) belum terpasang. Hubungi teknisi.",
+                    "Install the vendor SDK shim at options.sdk_library.",
+                )
+            )
+            continue
+        out.append(Check(label, OK, f"{dev.driver} at {url or '(default)'} ({dev.role})"))
+    roles = {dev.role for dev in config.devices.values()}
+    if not roles & {"fingerprint", "tenprint"}:
+        out.append(
+            Check(
+                "fingerprint scanner",
+                WARN,
+                "no device with role fingerprint or tenprint configured",
+                "Belum ada pemindai sidik jari di konfigurasi.",
+                "No fingerprint scanner is configured.",
+            )
+        )
+    return out

@@ -369,3 +369,36 @@ def test_component_factory() -> None:
     assert not component.healthy()  # no owner thread running: the watchdog must not be petted
     component.stop()  # stopping an unstarted manager is harmless
     assert component.healthy()  # a stopping manager is not "stuck"
+
+
+def test_diagnostics_checks_read_config_and_paths_without_opening() -> None:
+    from agent.devices import device_checks
+
+    cfg = Config(
+        devices={
+            "a-unknown": DeviceConfig(driver="nope"),
+            "b-emu": tenprint_config("diag"),
+            "c-gone": DeviceConfig(driver="zfm", url="/dev/rekam-test-no-such-node"),
+            "d-null": DeviceConfig(driver="zfm", url="/dev/null", role="fingerprint"),
+            "e-sdk": DeviceConfig(
+                driver="tenprint-sdk", role="tenprint", options={"sdk_library": "/no/such/shim.so"}
+            ),
+        }
+    )
+    checks = {c.name: c for c in device_checks(cfg)}
+    assert (
+        checks["device a-unknown"].status == "fail"
+        and "tenprint-emulator" in checks["device a-unknown"].hint_en
+    )
+    assert checks["device b-emu"].status == "warn"
+    assert (
+        checks["device c-gone"].status == "fail" and "not present" in checks["device c-gone"].detail
+    )
+    assert checks["device d-null"].status == "ok"
+    assert checks["device e-sdk"].status == "fail" and "SDK" in checks["device e-sdk"].hint_id
+    assert "fingerprint scanner" not in checks
+    only_camera = Config(
+        devices={"cam": DeviceConfig(driver="v4l2", url="emu://camera", role="camera")}
+    )
+    names = [c.name for c in device_checks(only_camera)]
+    assert "fingerprint scanner" in names
