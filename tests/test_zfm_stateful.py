@@ -106,10 +106,11 @@ class DriverVersusEmulator(RuleBasedStateMachine):
         assert image.size == (192, 192) and image.mode == "L"
 
     @precondition(lambda self: self.emu.pending_faults == 0)
-    @rule(fault=LINE_FAULTS)
-    def inject_fault(self, fault: Fault) -> None:
-        # One fault at a time: with one retry configured, each is survivable by design.
-        self.emu.inject(fault)
+    @rule(fault=LINE_FAULTS, packet=st.sampled_from([0, 0, 1, 40]))
+    def inject_fault(self, fault: Fault, packet: int) -> None:
+        # One fault at a time: with one retry configured, each is survivable by design. A
+        # packet above 0 hits a data packet of the next image upload.
+        self.emu.inject(fault, packet=0 if fault is Fault.SILENCE else packet)
 
     @precondition(lambda self: self.emu.pending_faults == 0)
     @rule()
