@@ -363,6 +363,60 @@ class OfficeConfig:
 
 
 @dataclass(frozen=True)
+class OperatorsConfig:
+    """[operators] operator sign-in, supervisor approval and attendance (docs/operators.md)."""
+
+    scanner: str = key(
+        "Name of the [devices.NAME] ZFM module that holds operator templates and signs operators in.",
+        "fingerprint",
+        pattern=r"[A-Za-z0-9_.-]{1,64}",
+    )
+    require_sign_in: bool = key(
+        "Refuse enrollment calls on the station API unless an operator is signed in.", True
+    )
+    idle_signout_seconds: int = key(
+        "Sign the operator out after this long without a station API call (MOSIP: 900).",
+        900, minimum=30, maximum=86400,
+    )
+    sign_in_timeout_seconds: float = key(
+        "How long a fingerprint sign-in or approval waits for the finger.", 10.0, minimum=1.0,
+        maximum=120.0,
+    )
+    require_supervisor_for_force_accept: bool = key(
+        "A force-accepted capture needs a supervisor's fingerprint before the session seals.", True
+    )
+    require_supervisor_for_exceptions: bool = key(
+        "A biometric exception needs a supervisor's fingerprint before the session seals.", True
+    )
+    pin_file: Path | None = key(
+        "File of salted PIN hashes (fallback sign-in); default STATE_DIR/operators.pins.",
+        None, secret_path=True,
+    )
+    pin_roles: str = key(
+        "Comma-separated roles allowed to sign in by PIN when the scanner is broken.",
+        "technician", pattern=r"(operator|supervisor|technician)(,(operator|supervisor|technician))*",
+    )
+    pin_max_failures: int = key(
+        "Wrong PINs in a row before PIN sign-in is locked for pin_lock_seconds.", 5, minimum=1,
+        maximum=100,
+    )
+    pin_lock_seconds: int = key("How long PIN sign-in stays locked.", 120, minimum=1, maximum=86400)
+    late_grace_minutes: int = key(
+        "Arrival this many minutes after [office] opens still counts as on time.", 0, minimum=0,
+        maximum=240,
+    )
+    workdays: str = key(
+        "Days the office opens (comma-separated Mon..Sun); absences count only on these.",
+        "Mon,Tue,Wed,Thu,Fri",
+        pattern=r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun)(,(Mon|Tue|Wed|Thu|Fri|Sat|Sun))*",
+    )
+    audit_keep_days: int = key(
+        "Days of audit records kept in the journal (the trail also travels in each packet).",
+        400, minimum=31, maximum=3660,
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole agent configuration."""
 
@@ -377,6 +431,7 @@ class Config:
     diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     printer: PrinterConfig = field(default_factory=PrinterConfig)
     office: OfficeConfig = field(default_factory=OfficeConfig)
+    operators: OperatorsConfig = field(default_factory=OperatorsConfig)
     source: Path | None = None
 
     @property
