@@ -240,9 +240,8 @@ class ZfmScanner:
         with self._locked():
             self._close_port()
             if self.url.startswith("emu://"):
-                from drivers.emulators import (
-                    install,  # emulator URLs only; real ports never need it
-                )
+                # Only emulator URLs load the emulators; real ports never do.
+                from drivers.emulators import install
 
                 install()
             try:
