@@ -60,7 +60,9 @@ def _receiver_proc(cfg_data: dict[str, Any], ready: Any, stop: Any, out: Any) ->
     rx.start()
     ready.set()
     stop.wait(600)
-    out.put({"stored": rx.stats.stored, "chunks": rx.stats.chunks})
+    out.put({"stored": rx.stats.stored, "chunks": rx.stats.chunks, "queries": rx.stats.queries,
+             "duplicates": rx.stats.duplicate_chunks, "errors": rx.stats.storage_errors
+             + rx.stats.internal_errors})
     rx.stop()
     storage.close()
 
@@ -321,6 +323,7 @@ def main() -> int:
                                          total_chunks=total_chunks)
                 stored = sum(r["stored"] for r in results)
                 note = "" if stored == n_packets else f" (stored {stored}/{n_packets}!)"
+                print(f"receivers={n}: {rx_s:.2f} s, per receiver {results}", file=sys.stderr)
                 print(f"| {n} | {n_packets / rx_s:.1f} | {total / rx_s / 1e6:.1f} | "
                       f"{total / base_s / 1e6:.1f} | {base_s / rx_s:.2f} | "
                       f"{total / dur_s / 1e6:.1f} | {dur_s / rx_s:.2f} | scales with receivers"
