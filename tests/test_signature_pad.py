@@ -224,3 +224,28 @@ def test_render_is_clean_and_ink_measures() -> None:
     assert ink_share(dot) > 0
     heavy = render_strokes([line], xr, yr, (400, 200), AbsRange(0, 500))
     assert ink_share(heavy) > ink_share(img)  # more pressure, wider line
+
+
+def test_real_syscalls_on_a_file_that_is_not_an_event_node() -> None:
+    pad = EvdevSignaturePad("/dev/null")  # real open(2), ioctl(2) answers ENOTTY
+    with pytest.raises(DeviceProtocolError):
+        pad.open()
+    assert pad.fd is None
+    with pytest.raises(DeviceMissingError):
+        EvdevSignaturePad("/dev/input/event-none-here").open()
+
+
+@pytest.mark.hardware
+def test_real_pen_tablet() -> None:
+    import os
+
+    path = os.environ.get("REKAM_PEN", "/dev/input/event0")
+    pad = EvdevSignaturePad(path)
+    try:
+        pad.open()
+        assert pad.identify().kind == "signature"
+        print("sign on the pad now")
+        sig = pad.capture(timeout_s=30)
+        assert sig.strokes
+    finally:
+        pad.close()
