@@ -213,6 +213,15 @@ def test_corrupt_frames_are_skipped_and_all_corrupt_is_a_protocol_error(hw: Fake
     cam.close()
 
 
+def test_cancelled_capture_is_a_user_retry(hw: FakeUvcCamera) -> None:
+    cam = make(hw)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(UserRetryError, match="cancelled"):
+        cam.capture_best(frames=3, stop=stop)
+    cam.close()
+
+
 def test_busy_camera_is_a_fault_with_hint(hw: FakeUvcCamera) -> None:
     hw.busy = True
     with pytest.raises(DeviceFaultError) as err:

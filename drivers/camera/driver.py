@@ -493,6 +493,13 @@ class V4l2Camera:
         for frame in self.frames(stop, max_frames=frames):
             picker.offer(frame)
         chosen = picker.best()
+        if chosen is None and picker.offered == 0 and stop is not None and stop.is_set():
+            raise UserRetryError(
+                "capture cancelled before the first frame",
+                hint_id="Pengambilan foto dibatalkan. Ulangi bila perlu.",
+                hint_en="Photo capture cancelled. Repeat if needed.",
+                device=self.path,
+            )
         if chosen is None:
             raise DeviceProtocolError(
                 f"none of {picker.offered} frames could be decoded", device=self.path
