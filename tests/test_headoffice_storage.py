@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from agent.headoffice.pgserver import PgServer, PgServerError
@@ -256,6 +256,8 @@ def test_station_registry(make_storage: Callable[[], Storage]) -> None:
                                         "chunk_sha256", "packet_size", "packet_sha256", "x"]),
                        st.text(max_size=30)),
        st.binary(max_size=64))
+@example({"chunk_size": "\u00b2"}, b"")  # "²": str.isdigit() says yes, int() says no
+@example({"chunk_size": "\u0664", "chunks": "1", "chunk": "0", "offset": "0"}, b"x")  # Arabic 4
 def test_parse_chunk_raises_only_badchunk(props: dict[str, str], payload: bytes) -> None:
     try:
         meta = parse_chunk("st-a", props, payload, max_chunk_bytes=4096,

@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 # Same forms the station checks in acks (agent/uplink/incoming.py), so what we accept we can ack.
 PACKET_ID_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
+DECIMAL_RE = re.compile(r"[0-9]{1,19}")
 MAX_JSON_BYTES = 65536
 SUBSCRIBE_TIMEOUT_S = 10.0
 
@@ -120,7 +121,8 @@ def _user_props(msg: mqtt.MQTTMessage) -> dict[str, str]:
 def _int_prop(props: Mapping[str, str], name: str, *, minimum: int = 0,
               maximum: int = 2**63) -> int:
     raw = props.get(name)
-    if raw is None or not raw.isdigit() or len(raw) > 19:
+    # ASCII digits only: str.isdigit() and int() also take "²" or Arabic-Indic digits.
+    if raw is None or not DECIMAL_RE.fullmatch(raw):
         raise BadChunk(f"property {name} missing or not a decimal integer")
     value = int(raw)
     if not minimum <= value <= maximum:
