@@ -15,6 +15,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.commands.headoffice import summarize_telemetry
 from agent.config import JournalConfig, UplinkConfig
 from agent.headoffice.config import parse_headoffice_config
 from agent.headoffice.receiver import AckSigner, Receiver, load_station_keys, packet_verifier
@@ -117,6 +118,8 @@ def run_station(tmp_path: Path, mosquitto: Mosquitto, ho: HeadOfficeKeys,
     assert len(list((tmp_path / "ho-store" / "packets").rglob("*.rkp"))) == len(written)
     row = st.stations()[0]
     assert row.station_id == STATION and row.version == "e2e"
+    # `rekam headoffice stations` finds the backlog in the uplink's real telemetry.
+    assert summarize_telemetry(row.telemetry)["backlog"].isdigit()
     assert [e["kind"] for e in st.events(STATION, 10)] == ["low_stock"]
     # The orderly stop publishes the retained "offline" status.
     assert wait_for(lambda: st.stations()[0].online is False, 10)

@@ -478,7 +478,11 @@ class Receiver:
             body["reason"] = reason[:512]
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.ContentType = CONTENT_TYPE_JSON
-        self.client.publish(topic, self.signer.sign(topic, body), qos=1, properties=props)
+        info = self.client.publish(topic, self.signer.sign(topic, body), qos=1, properties=props)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            # Broker unreachable for long: the station keeps the packet and asks again.
+            log.warning("ack for packet %s not queued: outgoing queue full", packet_id)
+            return
         self.stats.add("acks")
 
 
