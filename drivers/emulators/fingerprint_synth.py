@@ -130,7 +130,10 @@ def orientation_field(pattern: FingerPattern, width: int, height: int) -> Array:
     return (0.5 * angle).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=8)
+# Memory bounds matter: the emulator runs inside the daemon for demos. A bank is 16 x H x W/2
+# floats (5 MB at 352x448; float16 would halve it but converting costs more than building), a
+# master ridge image 0.3 MB in float16. Three banks cover single, rolled and slap-finger sizes.
+@functools.lru_cache(maxsize=3)
 def _filter_bank(shape: tuple[int, int], period: float) -> npt.NDArray[np.float32]:
     """Frequency responses (bins, H, W//2+1) of the oriented band-pass filters."""
     h, w = shape
@@ -143,7 +146,7 @@ def _filter_bank(shape: tuple[int, int], period: float) -> npt.NDArray[np.float3
     for k in range(_BINS):
         theta = np.pi * k / _BINS
         # The filter passes waves travelling perpendicular to ridges of direction theta.
-        nx, ny = -np.sin(theta), np.cos(theta)
+        nx, ny = np.float32(-np.sin(theta)), np.float32(np.cos(theta))  # stay in float32
         along = fx * nx + fy * ny
         across = -fx * ny + fy * nx
         bump = np.exp(-((np.abs(along) - f0) ** 2) / (2 * sigma_along**2))
@@ -155,37 +158,46 @@ def _filter_bank(shape: tuple[int, int], period: float) -> npt.NDArray[np.float3
 def _grow_ridges(theta: Array, period: float, rng: np.random.Generator) -> Array:
     """Ridges in -1..1 grown from noise by oriented filtering along ``theta``."""
     h, w = theta.shape
-    bank = _filter_bank((h, w), round(period, 1))
+    # Periods snap to half pixels so a handful of banks serve every finger.
+    bank = _filter_bank((h, w), round(period * 2) / 2)
     # Orientation is pi-periodic: map to a fractional bin index and split between two bins.
     pos = (np.mod(theta, np.pi) / np.pi * _BINS).astype(np.float32)
     lo = np.floor(pos).astype(np.intp) % _BINS
     hi = (lo + 1) % _BINS
     frac = pos - np.floor(pos)
+    # Which pixels take each bin, and with what weight, is the same every round: work it out once.
+    flat_lo, flat_hi, flat_frac = lo.ravel(), hi.ravel(), frac.ravel()
+    picks: list[tuple[int, npt.NDArray[np.intp], npt.NDArray[np.float32]]] = []
+    for k in range(_BINS):
+        idx_lo = np.flatnonzero(flat_lo == k)
+        idx_hi = np.flatnonzero(flat_hi == k)
+        if idx_lo.size or idx_hi.size:
+            idx = np.concatenate([idx_lo, idx_hi])
+            weight = np.concatenate([1.0 - flat_frac[idx_lo], flat_frac[idx_hi]]).astype(np.float32)
+            picks.append((k, idx, weight))
     img = rng.standard_normal((h, w)).astype(np.float32)
     for _ in range(_ROUNDS):
         spectrum = np.fft.rfft2(img)
-        out = np.zeros((h, w), dtype=np.float32)
-        for k in range(_BINS):
-            sel_lo = lo == k
-            sel_hi = hi == k
-            if not (sel_lo.any() or sel_hi.any()):
-                continue
-            resp = np.fft.irfft2(spectrum * bank[k], s=(h, w)).astype(np.float32)
-            out[sel_lo] += resp[sel_lo] * (1.0 - frac[sel_lo])
-            out[sel_hi] += resp[sel_hi] * frac[sel_hi]
-        img = np.tanh(2.5 * out / (out.std() + 1e-6)).astype(np.float32)
+        out = np.zeros(h * w, dtype=np.float32)
+        for k, idx, weight in picks:
+            resp = np.fft.irfft2(spectrum * bank[k], s=(h, w)).ravel()
+            # A pixel appears at most once per bin, so a plain fancy-index add is exact.
+            out[idx] += resp[idx] * weight
+        grown = out.reshape(h, w)
+        img = np.tanh(2.5 * grown / (grown.std() + 1e-6)).astype(np.float32)
     return img
 
 
-@functools.lru_cache(maxsize=24)
-def _master(person_seed: int, position: int, width: int, height: int) -> npt.NDArray[np.float32]:
+@functools.lru_cache(maxsize=12)
+def _master(person_seed: int, position: int, width: int, height: int) -> npt.NDArray[np.float16]:
     """The permanent ridge pattern of one finger at one size (cached: captures repeat fingers)."""
     pattern = pattern_for(person_seed, position)
     theta = orientation_field(pattern, width, height)
     rng = np.random.default_rng(finger_seed(person_seed, position).spawn(1)[0])
     ridges = _grow_ridges(theta, pattern.period, rng)
-    ridges.setflags(write=False)
-    return ridges
+    master = ridges.astype(np.float16)
+    master.setflags(write=False)
+    return master
 
 
 def _fingertip_mask(pattern: FingerPattern, width: int, height: int, dx: float, dy: float) -> Array:
@@ -259,7 +271,7 @@ def synth_finger(
     mask = _fingertip_mask(pattern, width, height, float(sx), float(sy))
 
     c = conditions
-    r = ridges.copy()
+    r = ridges.astype(np.float32)
     if c.wet > 0:
         # Moisture fills the valleys: the dark part grows and the pattern loses contrast.
         r = np.clip(r + 1.6 * c.wet, -1.0, 1.0)
