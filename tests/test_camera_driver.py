@@ -290,6 +290,12 @@ def strip_dht(jpeg: bytes) -> bytes:
     return bytes(out)
 
 
+def test_frame_repr_never_shows_image_bytes() -> None:
+    frame = jpeg_frame(render_portrait(64, 48, Portrait()))
+    text = repr(frame)
+    assert "MJPG 64x48" in text and "\\x" not in text and "JFIF" not in text
+
+
 def test_dht_less_mjpeg_frame_decodes() -> None:
     img = render_portrait(320, 240, Portrait())
     raw = strip_dht(encode_jpeg(img))

@@ -33,6 +33,11 @@ class Frame:
     sequence: int
     timestamp: float
 
+    def __repr__(self) -> str:
+        # A frame is a face photo: never print its bytes (logs, tracebacks, test reports).
+        return (f"Frame({self.fourcc} {self.width}x{self.height}, seq={self.sequence}, "
+                f"{len(self.data)} bytes)")
+
     @property
     def fourcc(self) -> str:
         """Pixel format as four characters ("MJPG", "YUYV")."""
