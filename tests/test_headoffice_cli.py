@@ -16,6 +16,7 @@ from agent.envelope import ReplayGuard, WrongStationError, open_envelope
 from agent.headoffice.config import load_headoffice_config, parse_headoffice_config
 from agent.headoffice.orders import command, print_order
 from agent.headoffice.receiver import AckSigner
+from agent.headoffice.storage import STORED
 from agent.headoffice.storage_sqlite import SqliteStorage
 from agent.keys import generate_headoffice_keys, key_id
 
@@ -147,3 +148,65 @@ def test_every_config_key_is_documented() -> None:
                 f"[{section.name}] {f.name} is not in docs/headoffice.md")
     for f in dataclasses.fields(RegisteredStation):
         assert f"`[stations.ID] {f.name}`" in doc
+
+
+def test_run_receives_until_sigterm(tmp_path: Path, mosquitto: object) -> None:
+    """`rekam headoffice run` as a real process: stores and acks a packet, stops on SIGTERM."""
+    import io
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from agent.headoffice.simstation import SimStation
+    from agent.packet import PacketWriter, new_packet_id
+
+    port = mosquitto.port  # type: ignore[attr-defined]
+    cfg = write_config(tmp_path)
+    text = cfg.read_text().replace("port = 1883", f"port = {port}")
+    key = Ed25519PrivateKey.generate()
+    (tmp_path / "st-a.pub").write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    cfg.write_text(text)
+    ho = generate_headoffice_keys(tmp_path / "hokeys", now=datetime.now(UTC))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "headoffice", "--config", str(cfg), "run",
+         "--client-id", "rx-cli"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    sim = None
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for _ in range(20):  # log lines until "running" (EOF if the process died)
+            line = proc.stdout.readline().decode()
+            seen.append(line)
+            if "running" in line or not line:
+                break
+        assert "running" in seen[-1], seen
+        kid = key_id(ho.signing.public_key())
+        sim = SimStation("127.0.0.1", port, "st-a", chunk_size=4096,
+                         headoffice_keys={kid: ho.signing.public_key()}).connect()
+        pid = new_packet_id()
+        buf = io.BytesIO()
+        w = PacketWriter(buf, station_id="st-a", packet_id=pid, station_signing_key=key,
+                         headoffice_encryption_key=ho.encryption.public_key())
+        w.add_item("sig.png", b"\x89PNG" * 3000, kind="signature", format="png")
+        w.finish()
+        assert sim.deliver(pid, buf.getvalue(), timeout=30).status == "complete"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if sim is not None:
+            sim.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    st = SqliteStorage(tmp_path / "store")
+    try:
+        rec = st.packet(pid)
+        assert rec is not None and rec.state == STORED
+    finally:
+        st.close()
