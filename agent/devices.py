@@ -360,7 +360,8 @@ class ManagedDevice:
             self.counters["open_failures"] += 1
             if driver is not None:
                 self._close_quietly(driver)
-            log.exception("device %s: driver %s failed to open", self.name, self.config.driver)
+            if not self._announced_down:  # the traceback once per episode, not every retry
+                log.exception("device %s: driver %s failed to open", self.name, self.config.driver)
             self._went_down(
                 DeviceFaultError(f"driver error: {type(exc).__name__}"),
                 DeviceEvent.FAULT,

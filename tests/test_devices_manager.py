@@ -358,6 +358,8 @@ def test_broken_driver_and_unknown_driver_fault_without_killing_the_thread(
     finally:
         manager.stop()
     assert len(lines(caplog, "device b faulted")) == 1
+    # The crashing driver's traceback is logged once, not at every retry.
+    assert len(lines(caplog, "device a: driver crash failed to open")) == 1
 
 
 def test_component_factory() -> None:
