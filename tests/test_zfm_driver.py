@@ -562,3 +562,20 @@ def test_close_from_another_thread_ends_a_capture_quietly(
     assert not worker.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], DeviceMissingError)
     assert "disconnected" not in caplog.text
+
+
+def test_control_bytes_cross_the_pty_unchanged() -> None:
+    # CR, LF, XON, XOFF, ^C, DEL and 0xFF are what a cooked tty would eat or rewrite.
+    emu = ZfmEmulator("r307")
+    tricky = bytes([0x0D, 0x0A, 0x11, 0x13, 0x03, 0x7F, 0xFF, 0x00]) * 64
+    template = make_template("zed", 512)[:22] + tricky[: 512 - 22]
+    with PtyLink(emu) as link:
+        scanner = ZfmScanner(link.path, FAST)
+        scanner.open()
+        try:
+            scanner.download_template(template, 1)
+            # The module handles the upload only after the download (one serial line, in order).
+            assert scanner.upload_template(1) == template
+            assert emu.buffers[1] == template
+        finally:
+            scanner.close()
