@@ -650,12 +650,23 @@ class DeviceManager:
         return {"devices": [d.snapshot() for d in self.devices.values()]}
 
 
+# The card printer has its own owner thread (agent/printing's PrinterWorker): two owners of one
+# USB device would interleave commands, so the manager leaves that role alone.
+OWNED_ELSEWHERE = frozenset({"printer"})
+
+
+def managed_devices(config: Config) -> dict[str, DeviceConfig]:
+    """The ``[devices.*]`` entries the device manager owns (all but the printer)."""
+    return {n: d for n, d in config.devices.items() if d.role not in OWNED_ELSEWHERE}
+
+
 def device_component(config: Config, daemon: Daemon) -> DeviceManager | None:
     """Daemon component factory: a DeviceManager for ``[devices.*]``, or None when none are set."""
     del daemon  # the manager needs nothing from the daemon beyond start/stop
-    if not config.devices:
+    devices = managed_devices(config)
+    if not devices:
         return None
-    return DeviceManager(config.devices)
+    return DeviceManager(devices)
 
 
 # --------------------------------------------------------------------------- diagnostics
@@ -670,7 +681,7 @@ def device_checks(config: Config) -> list[Check]:
     """
     out: list[Check] = []
     known = set(registry.known())
-    for name, dev in sorted(config.devices.items()):
+    for name, dev in sorted(managed_devices(config).items()):
         label = f"device {name}"
         if dev.driver not in known:
             out.append(

@@ -364,6 +364,11 @@ def test_broken_driver_and_unknown_driver_fault_without_killing_the_thread(
 
 def test_component_factory() -> None:
     assert device_component(Config(), object()) is None  # type: ignore[arg-type]
+    printer_only = Config(
+        devices={"p": DeviceConfig(driver="evolis", url="emulator", role="printer")}
+    )
+    # The printer has its own owner thread in agent/printing: the manager must not open it too.
+    assert device_component(printer_only, object()) is None  # type: ignore[arg-type]
     cfg = Config(devices={"tp": tenprint_config("x")})
     component = device_component(cfg, object())  # type: ignore[arg-type]
     assert component is not None and component.name == "devices"
@@ -385,9 +390,11 @@ def test_diagnostics_checks_read_config_and_paths_without_opening() -> None:
             "e-sdk": DeviceConfig(
                 driver="tenprint-sdk", role="tenprint", options={"sdk_library": "/no/such/shim.so"}
             ),
+            "f-printer": DeviceConfig(driver="evolis", url="emulator", role="printer"),
         }
     )
     checks = {c.name: c for c in device_checks(cfg)}
+    assert "device f-printer" not in checks  # checked by the printing diagnostics instead
     assert (
         checks["device a-unknown"].status == "fail"
         and "tenprint-emulator" in checks["device a-unknown"].hint_en
