@@ -186,6 +186,9 @@ class Stroke:
     points: tuple[PenPoint, ...]
 
 
+_PEN_CODES = frozenset({(EV_ABS, ABS_X), (EV_ABS, ABS_Y), (EV_ABS, ABS_PRESSURE), (EV_KEY, BTN_TOUCH)})
+
+
 @dataclass
 class StrokeAssembler:
     """Turns evdev events into strokes, applying each group only at ``SYN_REPORT``.
@@ -230,7 +233,9 @@ class StrokeAssembler:
                 continue
             if self._skipping:
                 continue
-            if ev.type in (EV_ABS, EV_KEY):
+            if (ev.type, ev.code) in _PEN_CODES:
+                # Only the codes a stroke uses are kept, so the pending group stays bounded
+                # whatever a device sends between reports (tilt, wheel, buttons...).
                 self._pending[(ev.type, ev.code)] = ev.value
         return done
 
