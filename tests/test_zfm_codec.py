@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from firmware_protocols.errors import CodecError, EncodeError, FrameError
@@ -287,6 +287,7 @@ def _params_strategy(name: str) -> st.SearchStrategy[dict[str, int]]:
 
 
 @pytest.mark.parametrize("name", sorted(INSTRUCTIONS))
+@settings(max_examples=40)  # times 27 instructions; keeps the CI budget
 @given(data=st.data(), address=st.integers(0, 0xFFFFFFFF))
 def test_every_instruction_round_trips(name: str, data: st.DataObject, address: int) -> None:
     params = data.draw(_params_strategy(name))
