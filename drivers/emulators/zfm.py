@@ -33,7 +33,7 @@ from typing import Literal
 
 import numpy as np
 
-from drivers.emulators import protocol_emu
+from drivers.emulators import install, protocol_emu
 from firmware_protocols.errors import CodecError
 from firmware_protocols.zfm import (
     DEFAULT_ADDRESS,
@@ -590,6 +590,7 @@ def from_url_options(options: Mapping[str, str]) -> ZfmEmulator:
 
 
 protocol_emu.register_kind("zfm", from_url_options)
+install()  # importing the emulator is enough for serial_for_url("emu://zfm?...") to work
 
 
 __all__ = [
