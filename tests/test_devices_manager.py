@@ -411,3 +411,27 @@ def test_diagnostics_checks_read_config_and_paths_without_opening() -> None:
     )
     names = [c.name for c in device_checks(only_camera)]
     assert "fingerprint scanner" in names
+
+
+def test_rescan_retries_at_once_instead_of_after_the_back_off() -> None:
+    name = f"r-{uuid.uuid4().hex[:8]}"
+    hw = hardware(name)
+    hw.unplug()
+    cfg = DeviceConfig(
+        driver="tenprint-emulator",
+        url=f"emu://tenprint?name={name}",
+        role="tenprint",
+        retry_min_seconds=300.0,  # far longer than the test waits: only rescan() can help
+        retry_max_seconds=600.0,
+    )
+    manager = DeviceManager({"tp": cfg})
+    manager.start()
+    try:
+        dev = manager.devices["tp"]
+        wait_for(lambda: dev.counters["open_failures"] == 1)
+        hw.plug()
+        dev.rescan()  # what a udev "add" event handler would call
+        assert manager.wait_ready("tp", 20)
+    finally:
+        manager.stop()
+        forget(name)
