@@ -433,3 +433,54 @@ def test_writer_thread_dying_with_packet_open_frees_the_journal(tmp_path: Path) 
 def test_missing_state_dir_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(JournalError, match="does not exist"):
         Journal.open(tmp_path / "nope", small_cfg())
+
+
+def test_threads_writing_marking_and_reading_at_once(tmp_path: Path) -> None:
+    """A workflow thread writes packets while an uplink thread sends, acks and reads events."""
+    j = Journal.open(tmp_path, small_cfg(write_wait_seconds=20.0))
+    written: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def workflow() -> None:
+        try:
+            for i in range(40):
+                data = os.urandom(1000 + 97 * i)
+                with j.begin_packet(f"w{i}", station_id="st-1", created_at=T0) as sink:
+                    for k in range(0, len(data), 700):
+                        sink.write(data[k:k + 700])
+                    sink.commit()
+                with lock:
+                    written.append((f"w{i}", hashlib.sha256(data).hexdigest()))
+                j.add_event("enrolled", {"n": i})
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            done.set()
+
+    def uplink() -> None:
+        try:
+            while not done.is_set() or j.outbox(1):
+                for info in j.outbox(5):
+                    j.mark_sending(info.packet_id)
+                    data = j.read_range(info.packet_id, 0, info.size)
+                    j.mark_delivered(info.packet_id, hashlib.sha256(data).hexdigest())
+                for ev in j.pending_events(10):
+                    j.mark_event_sent(ev.id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=workflow), threading.Thread(target=uplink)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert len(written) == 40
+    for pid, sha in written:
+        info = j.packet(pid)
+        assert info is not None and info.state == "purged" and info.sha256 == sha
+    with raw(j) as c:  # every event kept, sent or still pending: none lost to the race
+        assert c.execute("SELECT count(*) FROM events WHERE kind = 'enrolled'").fetchone()[0] == 40
+    j.close()

@@ -98,3 +98,27 @@ def test_outbox_transitions_follow_the_table(journal: Journal, ops: list[str]) -
         assert info is not None and info.state == state
         in_outbox = pid in {p.packet_id for p in journal.outbox(100_000)}
         assert in_outbox == (state in ("queued", "sending"))
+
+
+@given(data=st.binary(min_size=1, max_size=5000), where=st.integers(min_value=0), bit=st.integers(0, 7))
+def test_any_flipped_stored_byte_is_detected(journal: Journal, data: bytes, where: int, bit: int) -> None:
+    import sqlite3
+
+    from agent.journal import CorruptPacketError
+    from agent.journal.store import scan_packet
+
+    pid = f"f{next(_ids)}"
+    with journal.begin_packet(pid, station_id="st-1", created_at="2026-11-01T08:00:00Z") as sink:
+        sink.write(data)
+        sink.commit()
+    pos = where % len(data)
+    idx, off = divmod(pos, CFG.chunk_bytes)
+    with sqlite3.connect(journal.path) as c:
+        (chunk,) = c.execute("SELECT data FROM chunks WHERE packet_id = ? AND idx = ?", (pid, idx)).fetchone()
+        flipped = bytearray(chunk)
+        flipped[off] ^= 1 << bit
+        c.execute("UPDATE chunks SET data = ? WHERE packet_id = ? AND idx = ?", (bytes(flipped), pid, idx))
+        assert scan_packet(c, pid) != []
+    with pytest.raises(CorruptPacketError):
+        journal.read_range(pid, 0, len(data))
+    assert journal.packet(pid).state == "quarantined"  # type: ignore[union-attr]
