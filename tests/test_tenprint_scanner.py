@@ -297,6 +297,10 @@ def test_self_test_passes_on_a_good_scanner_and_fails_on_a_faulty_one(
 ) -> None:
     result = scanner.self_test()
     assert result.ok and [s[0] for s in result.steps] == ["identify", "geometry", "capture"]
+    assert result.image_png is None  # never a print in diagnostics
+    hw.queue("no_finger")  # nobody at the scanner: the sensor still answered, so it passes
+    result = scanner.self_test()
+    assert result.ok and "no finger" in result.steps[-1][2]
     hw.queue("fault")
     result = scanner.self_test()
     assert not result.ok and result.steps[-1][1] is False

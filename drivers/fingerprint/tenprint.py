@@ -222,14 +222,23 @@ class TenPrintScanner:
         )
 
     def self_test(self) -> SelfTestResult:
-        """Open state, geometry, and one right-index capture (the emulator places one at once)."""
+        """Open state, geometry, and one short capture cycle (arm, poll, fetch or time out).
+
+        Usually nobody is at the scanner during a self-test, so "no finger" passes: the sensor
+        was armed and answered. No image is attached: it could be a person's print.
+        """
         steps: list[tuple[str, bool, str]] = []
         try:
             info = self._need_info()
             steps.append(("identify", True, f"{info.make} {info.model} serial {info.serial}"))
             steps.append(("geometry", info.ppi >= 500, f"{info.ppi} ppi, platen {info.platen}"))
-            capture = self.capture_finger(FingerPosition.RIGHT_INDEX, timeout=5.0)
-            steps.append(("capture", True, f"quality {capture.quality} ({capture.quality_method})"))
+            try:
+                capture = self.capture_finger(FingerPosition.RIGHT_INDEX, timeout=1.0)
+            except NoFingerError:
+                steps.append(("capture", True, "sensor armed and answered; no finger on the glass"))
+            else:
+                detail = f"quality {capture.quality} ({capture.quality_method})"
+                steps.append(("capture", True, detail))
         except DeviceError as exc:
             steps.append(("capture" if len(steps) >= 2 else "identify", False, str(exc)))
         return SelfTestResult(ok=all(ok for _, ok, _ in steps), steps=tuple(steps))
