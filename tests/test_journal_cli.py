@@ -106,3 +106,18 @@ def test_export_to_missing_dir_exits_2(config: Path, tmp_path: Path,
     fill(config, 1)
     assert main(["export", str(tmp_path / "nowhere"), "--config", str(config)]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_diagnostics_lines(config: Path) -> None:
+    from agent.journal.diag import journal_checks
+
+    cfg = load_config(config)
+    assert [c.status for c in journal_checks(cfg)] == ["warn"]  # no journal yet
+    fill(config, 2)
+    lines = journal_checks(cfg)
+    assert [(c.name, c.status) for c in lines] == [("journal", "ok")]
+    assert "2 packets waiting" in lines[0].detail
+    with Journal.open(cfg.state_dir, cfg.journal) as j:
+        assert j.record_reject("pk-1", "bad signature", max_rejects=1)
+    lines = journal_checks(cfg)
+    assert ("journal quarantine", "warn") in [(c.name, c.status) for c in lines]
