@@ -22,6 +22,7 @@ from drivers.errors import (
     UserRetryError,
 )
 from drivers.fingerprint.base import (
+    QUALITY_METHOD,
     CaptureCancelledError,
     CaptureNotSupportedError,
     FingerPosition,
@@ -99,7 +100,7 @@ def test_capture_streams_an_image_whose_size_comes_from_the_data(rig: tuple[ZfmE
     cap = scanner.capture_finger(FingerPosition.RIGHT_INDEX, timeout=1.0)
     assert cap.image.mode == "L" and cap.image.size == (192, 192)
     assert cap.image.tobytes() == expand(finger_image("alice-right-index", "good", 192, 192))
-    assert 0 <= cap.quality <= 100 and "not NFIQ" in cap.quality_method
+    assert cap.quality >= 80 and cap.quality_method == QUALITY_METHOD
 
 
 def test_r307_geometry_and_width_hint(url_rig: tuple[ZfmEmulator, str]) -> None:
@@ -581,3 +582,27 @@ def test_control_bytes_cross_the_pty_unchanged() -> None:
             assert emu.buffers[1] == template
         finally:
             scanner.close()
+
+
+def test_poor_image_the_module_accepts_is_scored_and_gated(url_rig: tuple[ZfmEmulator, str]) -> None:
+    emu, url = url_rig
+    emu.place_finger("nina", "faint")
+    lenient = ZfmScanner(url, FAST)
+    lenient.open()
+    try:
+        cap = lenient.capture_finger(FingerPosition.LEFT_RING, timeout=0.5)
+        assert cap.quality < 40  # reported honestly, gating left to the workflow
+    finally:
+        lenient.close()
+    strict = ZfmScanner(url, ZfmOptions(reply_timeout=1.0, reject_below=40))
+    strict.open()
+    try:
+        with pytest.raises(FingerQualityError) as info:
+            strict.capture_finger(FingerPosition.LEFT_RING, timeout=0.5)
+        assert info.value.quality is not None and info.value.quality < 40
+        emu.place_finger("nina")
+        assert strict.capture_finger(FingerPosition.LEFT_RING, timeout=0.5).quality >= 40
+    finally:
+        strict.close()
+    with pytest.raises(DeviceError):
+        ZfmOptions(reject_below=101)

@@ -9,7 +9,8 @@ by a made-up finger identity: never a real person's print).
 Scenarios and faults a test (or ``rekam demo``) can set:
 
 * a finger on the glass: :meth:`ZfmEmulator.place_finger` with a condition (``good``, ``wet``,
-  ``dry``, ``partial``, ``smudge``) or none (:meth:`ZfmEmulator.lift_finger`);
+  ``dry``, ``partial``, ``smudge``, or ``faint``: accepted by the module but a poor image) or
+  none (:meth:`ZfmEmulator.lift_finger`);
 * a wrong password: build the emulator with ``password=`` other than the driver's;
 * one-shot line faults (:meth:`ZfmEmulator.inject`): garbage before the next reply, a bad
   checksum, a dropped byte, silence, or an unplug in the middle of the next upload.
@@ -54,8 +55,8 @@ from firmware_protocols.zfm import (
 )
 
 C = ConfirmationCode
-Condition = Literal["good", "wet", "dry", "partial", "smudge"]
-CONDITIONS: tuple[Condition, ...] = ("good", "wet", "dry", "partial", "smudge")
+Condition = Literal["good", "wet", "dry", "partial", "smudge", "faint"]
+CONDITIONS: tuple[Condition, ...] = ("good", "wet", "dry", "partial", "smudge", "faint")
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,10 @@ def finger_image(identity: str, condition: Condition, width: int, height: int) -
         grey = np.where(pad & ~keep, 1.0, grey)
     elif condition == "smudge":
         grey = np.full_like(grey, 0.6)
+    elif condition == "faint":
+        # Pressed too lightly: the module still extracts features, the ridges are barely there.
+        keep = rng.random((height, width)) < 0.5
+        grey = np.where(pad & ~keep, 0.85, 0.7 + 0.3 * grey)
     nibbles = np.clip(np.rint(grey * 15), 0, 15).astype(np.uint8)
     flat = nibbles.reshape(-1)
     packed = (flat[0::2] << 4) | flat[1::2]

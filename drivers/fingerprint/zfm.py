@@ -38,7 +38,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import serial
-from PIL import Image, ImageStat
+from PIL import Image
 
 from drivers.base import DeviceIdentity, FrameLog, SelfTestResult
 from drivers.errors import (
@@ -50,6 +50,7 @@ from drivers.errors import (
     UserRetryError,
 )
 from drivers.fingerprint.base import (
+    QUALITY_METHOD,
     CaptureCancelledError,
     CaptureNotSupportedError,
     FingerCapture,
@@ -59,6 +60,7 @@ from drivers.fingerprint.base import (
     ScannerCapabilities,
     Slap,
     SlapCapture,
+    estimate_quality,
 )
 from firmware_protocols.errors import CodecError
 from firmware_protocols.zfm import (
@@ -159,6 +161,7 @@ class ZfmOptions:
     # (256x288). The 8-bit image is pre-sized from it, so a capture costs one image.
     max_image_bytes: int = 256 * 288 // 2
     ppi: int = 500
+    reject_below: int = 0  # refuse captures scoring below this (0 = leave it to the workflow)
 
     def __post_init__(self) -> None:
         if self.baudrate % 9600 or not 1 <= self.baudrate // 9600 <= 12:
@@ -170,6 +173,8 @@ class ZfmOptions:
                 raise DeviceError(f"{name} must be positive")
         if self.retries < 0 or self.retry_delay < 0 or self.image_width < 0 or self.max_image_bytes < 1:
             raise DeviceError("retries, retry_delay and image_width must not be negative")
+        if not 0 <= self.reject_below <= 100:
+            raise DeviceError(f"reject_below must be 0-100, got {self.reject_below}")
 
     @classmethod
     def from_options(cls, options: Mapping[str, object]) -> ZfmOptions:
@@ -374,15 +379,24 @@ class ZfmScanner:
             raise CaptureNotSupportedError(f"{self.name}: ZFM modules cannot capture rolled prints")
         self.wait_finger(timeout=timeout, cancel=cancel)
         image = self.upload_image()
-        self.image_to_template(1)  # the module's own feature check is our quality gate
-        stddev = ImageStat.Stat(image).stddev[0]
-        quality = max(0, min(100, round(stddev * 100 / 80)))
+        self.image_to_template(1)  # the module's own feature extraction is the first gate
+        # The module's window is small, so the expected print area is a share of the window
+        # rather than the ten-print default for a whole fingertip.
+        window_in2 = (image.width / self.options.ppi) * (image.height / self.options.ppi)
+        report = estimate_quality(image, ppi=self.options.ppi, expected_area_in2=0.6 * window_in2)
+        if report.score < self.options.reject_below:
+            raise FingerQualityError(
+                f"{self.name}: quality {report.score} below {self.options.reject_below}",
+                reason=report.likely_problem(),
+                quality=report.score,
+                device=self.name,
+            )
         return FingerCapture(
             position=position,
             image=image,
             ppi=self.options.ppi,
-            quality=quality,
-            quality_method="grey-level contrast (not NFIQ); module feature check passed",
+            quality=report.score,
+            quality_method=QUALITY_METHOD,
         )
 
     def capture_slap(
