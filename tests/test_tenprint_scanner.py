@@ -492,3 +492,41 @@ def test_finger_capture_validates_its_fields() -> None:
             500,
             (FingerCapture(FingerPosition.RIGHT_INDEX, img, 500, 5, "m"),),
         )
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / area
+
+
+@pytest.mark.parametrize("slap", list(Slap))
+def test_fallback_segmentation_finds_the_fingers_when_the_sdk_gives_no_boxes(
+    scanner: TenPrintScanner, hw: TenPrintHardware, slap: Slap
+) -> None:
+    hw.sdk_segments = False
+    cap = scanner.capture_slap(slap, timeout=5)
+    truth = {s.position: s.bbox for s in hw.last_placed}
+    assert [f.position for f in cap.fingers] == list(slap.fingers)
+    for finger in cap.fingers:
+        assert finger.bbox is not None
+        # The synthesiser's box includes empty margin around the print, so boxes agree loosely.
+        assert _iou(finger.bbox, truth[int(finger.position)]) > 0.5
+    assert any("segmented here" in summary for _, summary in scanner.frame_log)
+
+
+def test_fallback_segmentation_asks_for_a_retry_when_fingers_are_not_separate() -> None:
+    from drivers.emulators.fingerprint_synth import synth_finger
+    from drivers.fingerprint.tenprint import segment_slap
+
+    canvas = np.full((1000, 1600), 255, np.uint8)
+    canvas[300:748, 600:952] = synth_finger(3, 2)  # one print where two fingers were expected
+    with pytest.raises(FingerQualityError) as info:
+        segment_slap(Image.fromarray(canvas), [2, 3])
+    assert info.value.reason == "partial"
+    with pytest.raises(FingerQualityError):
+        segment_slap(Image.fromarray(np.full((1000, 1600), 255, np.uint8)), [6])
+    (only,) = segment_slap(Image.fromarray(canvas), [1])
+    assert _iou(only.bbox, (600, 300, 952, 748)) > 0.5

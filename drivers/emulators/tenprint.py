@@ -46,8 +46,12 @@ class TenPrintHardware:
         platen: tuple[int, int] = (1600, 1000),
         ppi: int = 500,
         rolled: bool = True,
+        sdk_segments: bool = True,
     ) -> None:
         self.name = name
+        # False: behave like an SDK that returns only the platen image (no finger boxes).
+        self.sdk_segments = sdk_segments
+        self.last_placed: tuple[Segment, ...] = ()  # where the last slap's fingers really are
         self.person_seed = person_seed
         self.platen = platen
         self.ppi = ppi
@@ -223,12 +227,14 @@ class EmulatedTenPrintBackend:
         pixels = image.tobytes()
         if scenario == "corrupt":
             pixels = pixels[:-7]
+        truth = tuple(Segment(p.position, p.bbox) for p in placed)
+        self._hw.last_placed = truth
         return RawCapture(
             width=self._hw.platen[0],
             height=self._hw.platen[1],
             ppi=self._hw.ppi,
             pixels=pixels,
-            segments=tuple(Segment(p.position, p.bbox) for p in placed),
+            segments=truth if self._hw.sdk_segments else (),
         )
 
     def abort(self) -> None:

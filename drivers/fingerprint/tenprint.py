@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 from PIL import Image
 
 from drivers.base import DeviceIdentity, FrameLog, SelfTestResult
@@ -311,12 +312,17 @@ class TenPrintScanner:
         )
         image = self._image(raw)
         expected = [f for f in slap.fingers if f not in skipped]
-        found = {s.position: s for s in raw.segments}
-        if sorted(found) != sorted(int(f) for f in expected) or len(raw.segments) != len(expected):
+        segments = raw.segments
+        if not segments:
+            # Some SDKs return only the platen image: fall back to our own column segmentation.
+            segments = segment_slap(image, [int(f) for f in expected])
+            self.frame_log.record("rx", f"segmented here: {[s.bbox for s in segments]}")
+        found = {s.position: s for s in segments}
+        if sorted(found) != sorted(int(f) for f in expected) or len(segments) != len(expected):
             raise DeviceProtocolError(
-                f"segmentation returned positions {[s.position for s in raw.segments]}, "
+                f"segmentation returned positions {[s.position for s in segments]}, "
                 f"expected {[int(f) for f in expected]}",
-                response=[s.position for s in raw.segments],
+                response=[s.position for s in segments],
             )
         fingers: list[FingerCapture] = []
         worst: tuple[int, str] | None = None
@@ -437,6 +443,51 @@ class TenPrintScanner:
     @staticmethod
     def _image(raw: RawCapture) -> Image.Image:
         return Image.frombytes("L", (raw.width, raw.height), raw.pixels)
+
+
+# --------------------------------------------------------------------------- segmentation
+
+_SEG_BLOCK = 16  # pixels; about two ridge periods at 500 ppi
+
+
+def segment_slap(image: Image.Image, positions: list[int]) -> tuple[Segment, ...]:
+    """Boxes for ``positions`` (left to right on the glass) in a slap image without SDK boxes.
+
+    Method: 16x16 blocks holding print (grey spread >= 12) are found; block columns with print
+    form runs; the ``len(positions)`` heaviest runs, taken left to right, are the fingers, each
+    boxed from its first to last print row. Fingers pressed together into one run cannot be
+    split this way, so fewer runs than fingers is a retry ("spread the fingers"), not a guess.
+
+    Raises:
+        FingerQualityError: fewer separate fingers on the glass than expected.
+    """
+    a = np.asarray(image, dtype=np.float32)
+    b = _SEG_BLOCK
+    h, w = a.shape[0] // b, a.shape[1] // b
+    blocks = a[: h * b, : w * b].reshape(h, b, w, b)
+    mean = blocks.mean(axis=(1, 3))
+    fg = (blocks.std(axis=(1, 3)) >= 12.0) & (mean < 245.0)
+    active = fg.sum(axis=0) >= 2  # a column needs two print blocks: one is a speck
+    runs: list[tuple[int, int]] = []
+    start: int | None = None
+    for x, on in enumerate([*active.tolist(), False]):
+        if on and start is None:
+            start = x
+        elif not on and start is not None:
+            runs.append((start, x))
+            start = None
+    if len(runs) < len(positions):
+        raise FingerQualityError(
+            f"found {len(runs)} separate fingers, expected {len(positions)}",
+            reason="partial",
+        )
+    heaviest = sorted(runs, key=lambda r: int(fg[:, r[0] : r[1]].sum()), reverse=True)
+    chosen = sorted(heaviest[: len(positions)])
+    out: list[Segment] = []
+    for position, (x0, x1) in zip(positions, chosen, strict=True):
+        rows = np.flatnonzero(fg[:, x0:x1].any(axis=1))
+        out.append(Segment(position, (x0 * b, int(rows[0]) * b, x1 * b, (int(rows[-1]) + 1) * b)))
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- vendor seam
