@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent.testbed.mosquitto import Mosquitto
 
 PUBLISHER_PROCS = 2
+ACK_WAIT_S = 30.0
 
 
 # --------------------------------------------------------------------------- child processes
@@ -123,12 +124,14 @@ def _publisher_proc(port: int, jobs: list[tuple[str, list[tuple[str, str]]]], ho
         for pid, data in items:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                if sim.final_ack(pid, 5.0) is not None:
+                # Like a station's ack timeout (120 s by default), shortened: ask only when
+                # head office has clearly not answered, so queries do not add load of their own.
+                if sim.final_ack(pid, ACK_WAIT_S) is not None:
                     break
                 # No verdict yet: ask, and resend whatever head office says it lacks.
                 seen = len(sim.acks.get(pid, []))
                 sim.query(pid, data)
-                ack = sim.wait_ack(pid, seen, 5.0)
+                ack = sim.wait_ack(pid, seen, ACK_WAIT_S)
                 if ack is not None and ack.get("missing"):
                     sim.publish_chunks(pid, data, [int(i) for i in ack["missing"]])
 
