@@ -207,8 +207,8 @@ def test_packet_is_stored_verified_and_acked(world_factory: Callable[[str], Worl
 
 
 def test_duplicate_copy_is_acked_again_not_stored_twice(
-        world_factory: Callable[[str], World]) -> None:
-    w = world_factory("sqlite")
+        world_factory: Callable[[str], World], backend: str) -> None:
+    w = world_factory(backend)
     w.add_station("st-a")
     rx = w.receiver()
     sim = w.sim("st-a")
