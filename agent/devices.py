@@ -25,6 +25,7 @@ may expose ``frame_log`` or ``frames`` (a ``drivers.base.FrameLog``) for the fau
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import os
@@ -34,6 +35,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from agent.config import Config, DeviceConfig
@@ -672,7 +674,7 @@ def device_component(config: Config, daemon: Daemon) -> DeviceManager | None:
 # --------------------------------------------------------------------------- diagnostics
 
 
-def device_checks(config: Config) -> list[Check]:
+def device_checks(config: Config, *, dev_root: Path = Path("/dev")) -> list[Check]:
     """``rekam diag`` lines for ``[devices.*]`` without opening anything (the daemon holds them).
 
     Checks that each driver name exists, that a ``/dev`` path is present and read-writable by
@@ -743,6 +745,17 @@ def device_checks(config: Config) -> list[Check]:
             )
             continue
         out.append(Check(label, OK, f"{dev.driver} at {url or '(default)'} ({dev.role})"))
+    out.extend(
+        Check(
+            f"found {node.path}",
+            WARN,
+            f"present but not configured (try driver {node.suggested_driver}, role {node.role})",
+            "Ada perangkat tersambung yang belum diatur; hubungi teknisi.",
+            f'Add [devices.NAME] with url = "{node.path}" if the station should use it.',
+        )
+        for node in discover(config, dev_root=dev_root)
+        if node.configured_as is None and node.role not in OWNED_ELSEWHERE
+    )
     roles = {dev.role for dev in config.devices.values()}
     if not roles & {"fingerprint", "tenprint"}:
         out.append(
@@ -755,3 +768,77 @@ def device_checks(config: Config) -> list[Check]:
             )
         )
     return out
+
+
+# --------------------------------------------------------------------------- discovery
+
+# What the udev rules (systemd/99-rekam.rules) name under /dev/rekam/, and what to configure
+# for each: (suggested driver, role).
+_REKAM_NODES: Mapping[str, tuple[str, str]] = {
+    "fingerprint": ("zfm", "fingerprint"),
+    "fingerprint-uart": ("zfm", "fingerprint"),
+    "camera": ("v4l2", "camera"),
+    "signature": ("evdev", "signature"),
+    "printer": ("evolis", "printer"),
+    "printer-usb": ("evolis", "printer"),
+}
+
+
+@dataclass(frozen=True)
+class Discovered:
+    """A device node found on this machine, and whether the configuration uses it."""
+
+    path: str
+    suggested_driver: str
+    role: str
+    configured_as: str | None  # the [devices.NAME] that points at it, if any
+
+    def as_dict(self) -> dict[str, str | None]:
+        """JSON form."""
+        return {
+            "path": self.path,
+            "suggested_driver": self.suggested_driver,
+            "role": self.role,
+            "configured_as": self.configured_as,
+        }
+
+
+def discover(config: Config, *, dev_root: Path = Path("/dev")) -> list[Discovered]:
+    """Device nodes present here that a station could use, matched against ``[devices.*]``.
+
+    Looks only at names: the udev rule's ``/dev/rekam/*`` links (which already pick tablets and
+    capture-capable video nodes) and USB-serial ports by id (a ZFM module sits behind one).
+    Opens nothing, so it is safe beside a running daemon.
+    """
+    configured: dict[str, str] = {}
+    for name, dev in config.devices.items():
+        if dev.url.startswith("/"):
+            configured[dev.url] = name
+            with contextlib.suppress(OSError):
+                configured[os.path.realpath(dev.url)] = name
+
+    def owner(path: Path) -> str | None:
+        text = str(path)
+        if text in configured:
+            return configured[text]
+        with contextlib.suppress(OSError):
+            return configured.get(os.path.realpath(path))
+        return None
+
+    found: list[Discovered] = []
+    seen: set[str] = set()
+
+    def add(path: Path, driver: str, role: str) -> None:
+        real = os.path.realpath(path)
+        if real in seen:  # one physical node seen through several names: report it once
+            return
+        seen.add(real)
+        found.append(Discovered(str(path), driver, role, owner(path)))
+
+    rekam = dev_root / "rekam"
+    for node, (driver, role) in _REKAM_NODES.items():
+        if (rekam / node).exists():
+            add(rekam / node, driver, role)
+    for path in sorted((dev_root / "serial" / "by-id").glob("*")):
+        add(path, "zfm", "fingerprint")
+    return found

@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -435,3 +436,30 @@ def test_rescan_retries_at_once_instead_of_after_the_back_off() -> None:
     finally:
         manager.stop()
         forget(name)
+
+
+def test_discovery_reports_nodes_once_and_matches_them_to_the_config(tmp_path: Path) -> None:
+    from agent.devices import device_checks, discover
+
+    dev = tmp_path / "dev"
+    (dev / "rekam").mkdir(parents=True)
+    (dev / "serial" / "by-id").mkdir(parents=True)
+    (dev / "ttyUSB0").write_text("")
+    (dev / "video0").write_text("")
+    (dev / "rekam" / "fingerprint").symlink_to(dev / "ttyUSB0")
+    (dev / "serial" / "by-id" / "usb-Silicon_Labs_CP2102-if00-port0").symlink_to(dev / "ttyUSB0")
+    (dev / "rekam" / "camera").symlink_to(dev / "video0")
+    (dev / "rekam" / "printer").write_text("")
+    cfg = Config(devices={"fp": DeviceConfig(driver="zfm", url=str(dev / "rekam" / "fingerprint"))})
+    found = {d.path: d for d in discover(cfg, dev_root=dev)}
+    # The fingerprint bridge appears under two names but is one device, and it is configured.
+    assert str(dev / "serial" / "by-id" / "usb-Silicon_Labs_CP2102-if00-port0") not in found
+    assert found[str(dev / "rekam" / "fingerprint")].configured_as == "fp"
+    camera = found[str(dev / "rekam" / "camera")]
+    assert (camera.suggested_driver, camera.role, camera.configured_as) == ("v4l2", "camera", None)
+    assert json.dumps([d.as_dict() for d in found.values()])
+    warnings = [c for c in device_checks(cfg, dev_root=dev) if c.name.startswith("found ")]
+    # The unconfigured camera is flagged; the printer belongs to agent/printing's checks.
+    assert [c.name for c in warnings] == [f"found {dev / 'rekam' / 'camera'}"]
+    assert warnings[0].status == "warn" and "v4l2" in warnings[0].detail
+    assert discover(Config(), dev_root=tmp_path / "empty") == []
