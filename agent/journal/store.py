@@ -74,6 +74,7 @@ log = logging.getLogger(__name__)
 DB_NAME = "journal.sqlite3"
 # Preallocated space given up when the disk fills (see _ensure_reserve).
 RESERVE_NAME = "journal.reserve"
+SQLITE_IOERR = 10
 SQLITE_FULL = 13
 _OWN_TABLES = frozenset({"packets", "chunks", "events", "schemas", "meta", "sqlite_sequence"})
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
@@ -113,6 +114,11 @@ def _map_sqlite_error(exc: sqlite3.Error, what: str) -> JournalError:
     if code is not None and code & 0xFF == SQLITE_FULL:
         return JournalFullError(f"{what}: the disk is full ({exc})")
     return JournalError(f"{what}: SQLite error: {exc}")
+
+
+def _is_ioerr(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == SQLITE_IOERR
 
 
 def scan_packet(conn: sqlite3.Connection, packet_id: str) -> list[str]:
@@ -353,6 +359,7 @@ class Journal:
         self._db: Any = None
         self._warning = False
         self._conn: sqlite3.Connection | None = None
+        self._reopen_needed = False
 
     # ------------------------------------------------------------------ open / close
 
@@ -378,7 +385,7 @@ class Journal:
             raise
         return j
 
-    def _connect(self) -> None:
+    def _connect(self) -> sqlite3.Connection:
         if not self.path.parent.is_dir():
             raise JournalError(f"{self.path.parent}: state directory does not exist "
                                "(the daemon creates it; see agent.statedir)")
@@ -419,9 +426,12 @@ class Journal:
             conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                          (str(SCHEMA_VERSION),))
         except sqlite3.DatabaseError as exc:
+            if _is_ioerr(exc):
+                raise JournalError(f"{self.path}: I/O error opening the journal: {exc}") from exc
             raise JournalCorruptError(
                 f"{self.path}: not a usable journal database ({exc}); run `rekam journal check`"
             ) from exc
+        return conn
 
     def close(self) -> None:
         """Abort an open packet, checkpoint the WAL, close every connection."""
@@ -496,7 +506,33 @@ class Journal:
     def _writer(self) -> sqlite3.Connection:
         if self._conn is None:
             raise JournalError("journal is closed")
+        if self._reopen_needed:
+            return self._reopen()
         return self._conn
+
+    def _reopen(self) -> sqlite3.Connection:
+        """With the lock held: after an I/O error, reconnect and quick_check before new work.
+
+        Linux may drop dirty pages after a failed write-back and report success on a later
+        fsync ("fsyncgate", reliability_security.md §1.3), so the old connection's view is
+        not trusted; the failed packet was already reported as not saved.
+        """
+        log.warning("journal: reopening the database after an I/O error")
+        old, self._conn, self._db = self._conn, None, None
+        if old is not None:
+            try:
+                old.close()
+            except sqlite3.Error:
+                log.debug("journal: closing the failed connection raised")
+        conn = self._connect()
+        try:
+            rows = conn.execute("PRAGMA quick_check(5)").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise JournalCorruptError(f"{self.path}: quick_check after an I/O error failed: {exc}") from exc
+        if rows != [("ok",)]:
+            raise JournalCorruptError(f"{self.path}: damage after an I/O error: {rows[0][0]}")
+        self._reopen_needed = False
+        return conn
 
     @contextmanager
     def _txn(self, what: str) -> Iterator[sqlite3.Connection]:
@@ -519,6 +555,8 @@ class Journal:
                     except sqlite3.Error:
                         log.warning("journal: rollback after failed %s also failed", what)
                 if isinstance(exc, sqlite3.Error):
+                    if _is_ioerr(exc):
+                        self._reopen_needed = True
                     raise _map_sqlite_error(exc, what) from exc
                 raise
         finally:
@@ -683,7 +721,8 @@ class Journal:
             except sqlite3.Error as exc:
                 err = _map_sqlite_error(exc, f"packet {sink.packet_id}")
                 self._rollback_open_sink(f"chunk insert failed: {exc}",
-                                         disk_full=isinstance(err, JournalFullError))
+                                         disk_full=isinstance(err, JournalFullError),
+                                         io_error=_is_ioerr(exc))
                 raise type(err)(f"{err}; nothing of this packet was kept") from exc
         finally:
             self._cv.release()
@@ -706,7 +745,8 @@ class Journal:
             except sqlite3.Error as exc:
                 err = _map_sqlite_error(exc, f"packet {sink.packet_id}")
                 self._rollback_open_sink(f"commit failed: {exc}",
-                                         disk_full=isinstance(err, JournalFullError))
+                                         disk_full=isinstance(err, JournalFullError),
+                                         io_error=_is_ioerr(exc))
                 raise type(err)(f"{err}; the packet was NOT saved") from exc
             self._owner = None
             self._sink = None
@@ -783,8 +823,11 @@ class Journal:
                     "purges can still be written", self.cfg.reserve_bytes)
         return True
 
-    def _rollback_open_sink(self, why: str, *, disk_full: bool = False) -> None:
+    def _rollback_open_sink(self, why: str, *, disk_full: bool = False,
+                            io_error: bool = False) -> None:
         """With the lock held: roll back the open packet transaction and free the writer."""
+        if io_error:
+            self._reopen_needed = True
         sink = self._sink
         conn = self._conn
         if conn is not None and conn.in_transaction:
