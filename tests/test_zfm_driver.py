@@ -23,6 +23,7 @@ from drivers.errors import (
 )
 from drivers.fingerprint.base import (
     QUALITY_METHOD,
+    CaptureArgumentError,
     CaptureCancelledError,
     CaptureNotSupportedError,
     FingerPosition,
@@ -32,6 +33,7 @@ from drivers.fingerprint.base import (
     Slap,
 )
 from drivers.fingerprint.zfm import FingerMovedError, ZfmOptions, ZfmScanner, from_config
+from drivers.registry import BadDeviceSpecError
 
 # Generous reply bound: pty replies come from another thread, and CI machines are loaded; only
 # the silence tests pay it.
@@ -329,13 +331,17 @@ def test_misuse_is_refused_before_the_wire(rig: tuple[ZfmEmulator, ZfmScanner]) 
         scanner.capture_finger(FingerPosition.RIGHT_INDEX, timeout=1, rolled=True)
     with pytest.raises(CaptureNotSupportedError):
         scanner.capture_slap(Slap.RIGHT_FOUR, timeout=1)
-    with pytest.raises(DeviceError):
+    with pytest.raises(CaptureArgumentError):
+        scanner.capture_finger(FingerPosition.RIGHT_INDEX, timeout=0)
+    with pytest.raises(CaptureArgumentError):
+        scanner.capture_finger(13, timeout=1)  # type: ignore[arg-type]  # a slap code, not a finger
+    with pytest.raises(CaptureArgumentError):
         scanner.store(200)
-    with pytest.raises(DeviceError):
+    with pytest.raises(CaptureArgumentError):
         scanner.delete(0, count=0)
-    with pytest.raises(DeviceError):
+    with pytest.raises(CaptureArgumentError):
         scanner.image_to_template(300)
-    with pytest.raises(DeviceError):
+    with pytest.raises(CaptureArgumentError):
         scanner.download_template(b"")
     assert emu.commands_seen == seen
 
@@ -412,13 +418,13 @@ def test_frame_log_and_trace_never_carry_payloads_or_password(
 def test_options_from_config() -> None:
     scanner = from_config("emu://zfm", {"baudrate": 115200, "reply_timeout": 2, "password": 5})
     assert scanner.options.reply_timeout == 2.0 and scanner.options.password == 5
-    with pytest.raises(DeviceError, match="unknown"):
+    with pytest.raises(BadDeviceSpecError, match="unknown"):
         ZfmOptions.from_options({"baud": 1})
-    with pytest.raises(DeviceError, match="must be"):
+    with pytest.raises(BadDeviceSpecError, match="must be"):
         ZfmOptions.from_options({"password": "0"})
-    with pytest.raises(DeviceError):
+    with pytest.raises(BadDeviceSpecError):
         ZfmOptions(baudrate=50000)
-    with pytest.raises(DeviceError):
+    with pytest.raises(BadDeviceSpecError):
         ZfmOptions(reply_timeout=0)
     assert FAST.call_bound > FAST.reply_timeout
 
@@ -604,5 +610,5 @@ def test_poor_image_the_module_accepts_is_scored_and_gated(url_rig: tuple[ZfmEmu
         assert strict.capture_finger(FingerPosition.LEFT_RING, timeout=0.5).quality >= 40
     finally:
         strict.close()
-    with pytest.raises(DeviceError):
+    with pytest.raises(BadDeviceSpecError):
         ZfmOptions(reject_below=101)

@@ -22,6 +22,8 @@ Errors (drivers/errors.py and drivers/fingerprint/base.py)::
     DeviceMissingError                                                -> port gone / cannot open
     DeviceTimeoutError                                                -> no reply in time
     DeviceProtocolError(response=...)                                 -> corrupt or unexpected reply
+    CaptureArgumentError / CaptureNotSupportedError                   -> caller's mistake, before I/O
+    BadDeviceSpecError (drivers/registry.py)                          -> bad options in the config
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from drivers.errors import (
 )
 from drivers.fingerprint.base import (
     QUALITY_METHOD,
+    CaptureArgumentError,
     CaptureCancelledError,
     CaptureNotSupportedError,
     FingerCapture,
@@ -62,6 +65,7 @@ from drivers.fingerprint.base import (
     SlapCapture,
     estimate_quality,
 )
+from drivers.registry import BadDeviceSpecError
 from firmware_protocols.errors import CodecError
 from firmware_protocols.zfm import (
     DEFAULT_ADDRESS,
@@ -165,34 +169,34 @@ class ZfmOptions:
 
     def __post_init__(self) -> None:
         if self.baudrate % 9600 or not 1 <= self.baudrate // 9600 <= 12:
-            raise DeviceError(f"baudrate must be 9600 x N with N 1-12, got {self.baudrate}")
+            raise BadDeviceSpecError(f"baudrate must be 9600 x N with N 1-12, got {self.baudrate}")
         if not 0 <= self.address <= 0xFFFFFFFF or not 0 <= self.password <= 0xFFFFFFFF:
-            raise DeviceError("address and password must fit in 4 bytes")
+            raise BadDeviceSpecError("address and password must fit in 4 bytes")
         for name in ("reply_timeout", "finger_timeout", "poll_interval", "lift_timeout", "lock_timeout"):
             if not getattr(self, name) > 0:
-                raise DeviceError(f"{name} must be positive")
+                raise BadDeviceSpecError(f"{name} must be positive")
         if self.retries < 0 or self.retry_delay < 0 or self.image_width < 0 or self.max_image_bytes < 1:
-            raise DeviceError("retries, retry_delay and image_width must not be negative")
+            raise BadDeviceSpecError("retries, retry_delay and image_width must not be negative")
         if not 0 <= self.reject_below <= 100:
-            raise DeviceError(f"reject_below must be 0-100, got {self.reject_below}")
+            raise BadDeviceSpecError(f"reject_below must be 0-100, got {self.reject_below}")
 
     @classmethod
     def from_options(cls, options: Mapping[str, object]) -> ZfmOptions:
         """Build from a configuration table; unknown keys and wrong types are refused.
 
         Raises:
-            DeviceError: with the offending key in the message.
+            BadDeviceSpecError: with the offending key in the message.
         """
         known = {f.name: f for f in fields(cls)}
         values: dict[str, Any] = {}
         for key, value in options.items():
             if key not in known:
-                raise DeviceError(f"unknown zfm option {key!r} (known: {', '.join(sorted(known))})")
+                raise BadDeviceSpecError(f"unknown zfm option {key!r} (known: {', '.join(sorted(known))})")
             default = known[key].default
             if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if type(value) is not type(default):
-                raise DeviceError(f"zfm option {key!r} must be {type(default).__name__}, got {value!r}")
+                raise BadDeviceSpecError(f"zfm option {key!r} must be {type(default).__name__}, got {value!r}")
             values[key] = value
         return cls(**values)
 
@@ -377,6 +381,12 @@ class ZfmScanner:
         """
         if rolled:
             raise CaptureNotSupportedError(f"{self.name}: ZFM modules cannot capture rolled prints")
+        if timeout <= 0:
+            raise CaptureArgumentError(f"{self.name}: timeout must be positive, got {timeout}")
+        try:
+            position = FingerPosition(position)
+        except ValueError as exc:
+            raise CaptureArgumentError(f"{self.name}: not a finger position: {position!r}") from exc
         self.wait_finger(timeout=timeout, cancel=cancel)
         image = self.upload_image()
         self.image_to_template(1)  # the module's own feature extraction is the first gate
@@ -498,7 +508,7 @@ class ZfmScanner:
     def download_image(self, image: Image.Image) -> None:
         """DownImage: send an 8-bit greyscale image (reduced to 4 bits) into the image buffer."""
         if image.mode != "L":
-            raise DeviceError(f"{self.name}: images must be mode L, got {image.mode}")
+            raise CaptureArgumentError(f"{self.name}: images must be mode L, got {image.mode}")
         with self._locked():
             self._download("DownImage", {}, pack_4bit(image.tobytes()))
 
@@ -546,7 +556,7 @@ class ZfmScanner:
         """DeleteChar: free ``count`` slots starting at ``slot``."""
         self._check_slot(slot)
         if count < 1:
-            raise DeviceError(f"{self.name}: count must be at least 1")
+            raise CaptureArgumentError(f"{self.name}: count must be at least 1")
         self._simple("DeleteChar", PageID=slot, N=count)
 
     def empty(self) -> None:
@@ -587,7 +597,7 @@ class ZfmScanner:
     def download_template(self, template: bytes, buffer_id: int = 1) -> None:
         """DownChar: send a template into a character buffer."""
         if not template:
-            raise DeviceError(f"{self.name}: empty template")
+            raise CaptureArgumentError(f"{self.name}: empty template")
         with self._locked():
             self._download("DownChar", {"BufferID": buffer_id}, template)
 
@@ -649,7 +659,7 @@ class ZfmScanner:
         # Argument misuse is refused before anything touches the wire.
         size = self._require_params().library_size
         if not 0 <= slot < size:
-            raise DeviceError(f"{self.name}: slot {slot} outside the library (0-{size - 1})")
+            raise CaptureArgumentError(f"{self.name}: slot {slot} outside the library (0-{size - 1})")
 
     def _simple(self, name: str, **params: int) -> None:
         with self._locked():
@@ -706,7 +716,7 @@ class ZfmScanner:
         try:
             return encode_params(spec, **params)
         except CodecError as exc:
-            raise DeviceError(f"{self.name}: {spec.name}: {exc}", device=self.name) from exc
+            raise CaptureArgumentError(f"{self.name}: {spec.name}: {exc}", device=self.name) from exc
 
     def _upload(
         self,
