@@ -104,17 +104,33 @@ def test_stations_lists_status_telemetry_and_never_seen(
 
 
 def test_orders_and_commands_are_signed_for_their_topic_and_station(tmp_path: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    from agent.printing.orders import parse_order
+
     ho = generate_headoffice_keys(tmp_path / "k", now=datetime.now(UTC))
     kid = key_id(ho.signing.public_key())
     signer = AckSigner(ho.signing, kid)
     now = datetime.now(UTC)
-    topic, payload = print_order(signer, "st-a", packet_id="p-1", card={"template": "ektp"},
-                                 now=now)
+    photo = io.BytesIO()
+    Image.new("RGB", (60, 80), (200, 30, 30)).save(photo, "PNG")
+    card = {"nik": "6472010101900001", "name": "SITI AMINAH", "birth_place": "SAMARINDA",
+            "birth_date": "01-01-1990", "sex": "PEREMPUAN", "blood_type": "O",
+            "address": "JL. PAHLAWAN NO. 1", "rt_rw": "001/002", "kel_desa": "PELABUHAN",
+            "kecamatan": "SAMARINDA KOTA", "religion": "ISLAM", "marital_status": "KAWIN",
+            "occupation": "GURU", "citizenship": "WNI", "valid_until": "SEUMUR HIDUP",
+            "province": "KALIMANTAN TIMUR", "regency": "KOTA SAMARINDA",
+            "issue_place": "SAMARINDA", "issue_date": "29-11-2026"}
+    topic, payload = print_order(signer, "st-a", card=card, photo=photo.getvalue(), now=now,
+                                 packet_id="p-1", order_id="ord-1")
     assert topic == "rekam/v1/st-a/print/order"
     keys = {kid: ho.signing.public_key()}
-    body = open_envelope(payload, topic=topic, public_keys=keys, station_id="st-a", now=now,
-                         seen=ReplayGuard())
-    assert body["type"] == "print_order" and body["packet_id"] == "p-1"
+    # The station's own print-order parser accepts it (built independently of this builder).
+    order = parse_order(payload, station_id="st-a", public_keys=keys, now=now, max_bytes=1 << 20,
+                        seen=ReplayGuard())
+    assert order.order_id == "ord-1" and order.card["nik"] == card["nik"]
     with pytest.raises(WrongStationError):
         open_envelope(payload, topic=topic, public_keys=keys, station_id="st-b", now=now)
     ctopic, cpayload = command(signer, "st-a", "telemetry", now=now)

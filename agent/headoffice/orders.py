@@ -8,6 +8,7 @@ lets a station without a real-time clock notice that its own clock is wrong.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -35,18 +36,27 @@ def _body(kind: str, station_id: str, now: datetime, ttl_seconds: int) -> dict[s
     }
 
 
-def print_order(signer: AckSigner, station_id: str, *, packet_id: str, card: Mapping[str, Any],
-                now: datetime, ttl_seconds: int = 3 * 86400, order_id: str | None = None
+def print_order(signer: AckSigner, station_id: str, *, card: Mapping[str, str], photo: bytes,
+                now: datetime, signature: bytes | None = None,
+                print_before: datetime | None = None, packet_id: str | None = None,
+                ttl_seconds: int = 3 * 86400, order_id: str | None = None
                 ) -> tuple[str, bytes]:
-    """A signed order to print the card of one stored packet.
+    """A signed order to print one card (the body agent.printing.orders parses).
 
-    ``card`` holds what is printed (name, NIK, address lines, photo reference...): it is the
-    printing side's schema, passed through unchanged and never logged here.
+    ``card`` holds the printed text fields (agent.printing.render.CardData), ``photo`` and
+    ``signature`` the images (JPEG or PNG bytes). ``packet_id`` names the enrollment packet the
+    card was approved from, for head office's records. None of it is logged here.
     """
     body = _body("print_order", station_id, now, ttl_seconds)
     body["order_id"] = order_id or body["id"]
-    body["packet_id"] = packet_id
     body["card"] = dict(card)
+    body["photo"] = base64.b64encode(photo).decode("ascii")
+    if signature is not None:
+        body["signature"] = base64.b64encode(signature).decode("ascii")
+    if print_before is not None:
+        body["print_before"] = utc_iso(print_before)
+    if packet_id is not None:
+        body["packet_id"] = packet_id
     topic = f"{ROOT}/{station_id}/print/order"
     return topic, signer.sign(topic, body)
 
