@@ -51,6 +51,8 @@ from drivers.errors import (
     UserRetryError,
 )
 from drivers.fingerprint.base import (
+    CaptureArgumentError,
+    CaptureNotSupportedError,
     FingerCapture,
     FingerPosition,
     FingerprintScanner,
@@ -65,6 +67,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Errors that say the request was wrong, not the device: it stays ready.
+_CALLER_ERRORS = (CaptureNotSupportedError, CaptureArgumentError)
 _JOIN_SECONDS = 5.0  # how long stop() waits for an owner to finish its current step
 _RESULT_MARGIN_SECONDS = 10.0  # beyond a job's own timeout: image transfer and decoding
 
@@ -448,6 +452,11 @@ class ManagedDevice:
                 self.ops.record("rx", f"{job.label}: retry ({type(exc).__name__})")
                 job.error = exc
                 self._set(DeviceEvent.DONE)
+            except _CALLER_ERRORS as exc:
+                # The caller asked for something this device cannot do: nothing is wrong with it.
+                self.ops.record("rx", f"{job.label}: refused ({type(exc).__name__})")
+                job.error = exc
+                self._set(DeviceEvent.DONE)
             except DeviceMissingError as exc:
                 self.ops.record("rx", f"{job.label}: lost")
                 job.error = DeviceLostError(
@@ -591,9 +600,8 @@ class DeviceManager:
 
     def _scanner(self, driver: Device) -> FingerprintScanner:
         if not isinstance(driver, FingerprintScanner):
-            raise DeviceFaultError(
+            raise CaptureNotSupportedError(
                 "this device is not a fingerprint scanner",
-                code="wrong-kind",
                 hint_id="Perangkat ini bukan pemindai sidik jari. Periksa konfigurasi.",
                 hint_en="This device is not a fingerprint scanner. Check the configuration.",
             )

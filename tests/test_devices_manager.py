@@ -34,6 +34,7 @@ from drivers.emulators.tenprint import TenPrintHardware, forget, hardware
 from drivers.errors import DeviceFaultError, DeviceMissingError
 from drivers.fingerprint.base import (
     CaptureCancelledError,
+    CaptureNotSupportedError,
     FingerPosition,
     FingerQualityError,
     NoFingerError,
@@ -310,8 +311,11 @@ def test_a_device_that_is_not_a_scanner_is_refused_for_captures() -> None:
     manager.start()
     try:
         assert manager.wait_ready("p", 20)
-        with pytest.raises(DeviceFaultError, match="not a fingerprint scanner"):
+        with pytest.raises(CaptureNotSupportedError, match="not a fingerprint scanner"):
             manager.capture_finger("p", FingerPosition.RIGHT_INDEX)
+        # Asking the wrong device is the caller's mistake: the device stays ready, no fault.
+        assert manager.devices["p"].state is DeviceState.READY
+        assert manager.devices["p"].counters["faults"] == 0
         assert manager.self_test("p").ok
     finally:
         manager.stop()

@@ -14,7 +14,12 @@ from agent.devices import DeviceLostError, DeviceManager, DeviceState
 from agent.logs import TRACE
 from drivers.emulators import protocol_emu
 from drivers.emulators.zfm import Fault, ZfmEmulator
-from drivers.fingerprint.base import FingerPosition, NoFingerError
+from drivers.fingerprint.base import (
+    CaptureNotSupportedError,
+    FingerPosition,
+    NoFingerError,
+    Slap,
+)
 
 LOGGER = "agent.devices"
 
@@ -80,6 +85,10 @@ def test_zfm_through_the_manager(rig: tuple[DeviceManager, ZfmEmulator]) -> None
     with pytest.raises(NoFingerError):
         manager.capture_finger("fp", FingerPosition.RIGHT_INDEX, timeout=0.1)
     assert manager.devices["fp"].state is DeviceState.READY
+    with pytest.raises(CaptureNotSupportedError):
+        manager.capture_slap("fp", Slap.RIGHT_FOUR)  # one finger at a time on this module
+    assert manager.devices["fp"].state is DeviceState.READY
+    assert manager.devices["fp"].counters["faults"] == 0
     emu.place_finger("person-1/right-index")
     result = manager.self_test("fp")  # handshake, parameters, one image, on the owner thread
     assert result.ok, result.steps
