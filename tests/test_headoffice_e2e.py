@@ -123,3 +123,63 @@ def run_station(tmp_path: Path, mosquitto: Mosquitto, ho: HeadOfficeKeys,
     assert [e["kind"] for e in st.events(STATION, 10)] == ["low_stock"]
     # The orderly stop publishes the retained "offline" status.
     assert wait_for(lambda: st.stations()[0].online is False, 10)
+
+
+def test_embedded_head_office_for_the_demo(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """EmbeddedHeadOffice: keys + receiver in one call; stores a packet, sends a signed command."""
+    import io
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from agent.envelope import open_envelope
+    from agent.headoffice.embedded import EmbeddedHeadOffice
+    from agent.headoffice.orders import command
+    from agent.headoffice.simstation import SimStation
+
+    key = Ed25519PrivateKey.generate()
+    ho = EmbeddedHeadOffice.start(tmp_path / "ho", broker_port=mosquitto.port,
+                                  stations={"station-demo": key.public_key()})
+    got: list[bytes] = []
+    arrived = threading.Event()
+    c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="demo-station",
+                    protocol=mqtt.MQTTv5)
+    subscribed = threading.Event()
+    c.on_subscribe = lambda *a: subscribed.set()
+
+    def on_message(cl: mqtt.Client, u: object, m: mqtt.MQTTMessage) -> None:
+        got.append(bytes(m.payload))
+        arrived.set()
+
+    c.on_message = on_message
+    c.connect("127.0.0.1", mosquitto.port)
+    c.subscribe("rekam/v1/station-demo/command", qos=1)
+    c.loop_start()
+    sim = None
+    try:
+        assert ho.bundle.exists()
+        kid = key_id(ho.keys.signing.public_key())
+        sim = SimStation("127.0.0.1", mosquitto.port, "station-demo", chunk_size=4096,
+                         headoffice_keys={kid: ho.keys.signing.public_key()}).connect()
+        pid = new_packet_id()
+        buf = io.BytesIO()
+        w = PacketWriter(buf, station_id="station-demo", packet_id=pid, station_signing_key=key,
+                         headoffice_encryption_key=ho.keys.encryption.public_key())
+        w.add_item("face.jpg", b"\xff\xd8" * 4000, kind="face", format="jpeg")
+        w.finish()
+        assert sim.deliver(pid, buf.getvalue()).status == "complete"
+        assert subscribed.wait(10)
+        now = datetime.now(UTC)
+        ho.send(*command(ho.signer, "station-demo", "telemetry", now=now))
+        assert arrived.wait(10)
+        body = open_envelope(got[0], topic="rekam/v1/station-demo/command",
+                             public_keys={kid: ho.keys.signing.public_key()},
+                             station_id="station-demo", now=now)
+        assert body["action"] == "telemetry"
+    finally:
+        if sim is not None:
+            sim.close()
+        c.disconnect()
+        c.loop_stop()
+        ho.stop()
