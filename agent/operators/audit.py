@@ -69,7 +69,10 @@ class SessionLike(Protocol):
     id: str
     packet_id: str | None
     audit: list[dict[str, Any]]
-    items: Mapping[str, Any]
+
+    @property
+    def items(self) -> Mapping[str, Any]:
+        """Items by key."""
 
 
 @dataclass(frozen=True)
