@@ -32,8 +32,8 @@ def run_demo(args: argparse.Namespace) -> int:
     """Run the demo with the parsed CLI arguments; return the exit code."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
-    from paho.mqtt.properties import Properties
     from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
 
     if find_mosquitto() is None:
         raise DemoError(f"the demo needs mosquitto; {INSTALL_HINT}")
@@ -68,7 +68,7 @@ def run_demo(args: argparse.Namespace) -> int:
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         station = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=station_id, protocol=mqtt.MQTTv5)
         station.will_set(status_topic, json.dumps({"v": 1, "state": "offline"}), qos=1, retain=True)
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 3600
         station.connect("127.0.0.1", broker.port, keepalive=5, clean_start=False, properties=props)
         station.loop_start()
