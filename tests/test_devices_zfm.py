@@ -14,6 +14,7 @@ from agent.devices import DeviceLostError, DeviceManager, DeviceState
 from agent.logs import TRACE
 from drivers.emulators import protocol_emu
 from drivers.emulators.zfm import Fault, ZfmEmulator
+from drivers.errors import DeviceTimeoutError
 from drivers.fingerprint.base import (
     CaptureNotSupportedError,
     FingerPosition,
@@ -126,3 +127,22 @@ def test_zfm_unplugged_while_idle_is_noticed_by_the_health_probe(
     emu.replug()
     assert manager.wait_ready("fp", 20)
     assert count(caplog, "absent") == 1 and count(caplog, "back") == 1
+
+
+def test_zfm_silent_module_faults_dumps_its_frames_and_recovers(
+    rig: tuple[DeviceManager, ZfmEmulator], caplog: pytest.LogCaptureFixture
+) -> None:
+    manager, emu = rig
+    caplog.set_level(TRACE, logger=LOGGER)
+    emu.place_finger("person-3/right-thumb")
+    for _ in range(4):  # more silences than the driver's retries: the request times out
+        emu.inject(Fault.SILENCE)
+    with pytest.raises(DeviceTimeoutError):
+        manager.capture_finger("fp", FingerPosition.RIGHT_THUMB)
+    emu.clear_faults()
+    assert manager.wait_ready("fp", 20)
+    trace = [r.getMessage() for r in caplog.records if r.levelno == TRACE]
+    # The ZFM driver's own ring buffer ("frames") is dumped, decoded, next to the manager's ops.
+    assert any("op tx capture_finger RIGHT_THUMB" in m for m in trace)
+    assert any(" frame tx " in m for m in trace)
+    assert count(caplog, "faulted") == 1 and count(caplog, "back") == 1
