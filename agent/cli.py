@@ -30,6 +30,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("print", "agent.commands.print"),
     ("version", "agent.commands.version"),
     ("headoffice", "agent.commands.headoffice"),
+    ("operators", "agent.commands.operators"),
+    ("report", "agent.commands.report"),
 ]
 
 
