@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -14,6 +14,7 @@ from agent.config import QualityConfig
 from agent.quality.face import (
     NOT_CHECKED,
     FaceQuality,
+    FaceThresholds,
     check_face,
     check_face_jpeg,
     classify_colour,
@@ -151,3 +152,23 @@ def test_any_small_image_gives_a_bounded_score(w: int, h: int, colour: tuple[int
     result = check_face(Image.fromarray(arr), rule="birth-year", birth_year=seed)
     assert 0 <= result.score <= 100
     assert not result.passed  # tiny noise is never a passport photo
+
+
+@settings(max_examples=40)  # each example renders and checks a photo; 40 keep the suite fast
+@given(
+    background=st.sampled_from(["red", "blue"]),
+    blur=st.floats(0.0, 3.0),
+    exposure=st.floats(0.85, 1.15),
+    offset_x=st.floats(-0.05, 0.05),
+    scale=st.floats(0.8, 1.2),
+    seed=st.integers(0, 1000),
+)
+def test_any_portrait_inside_the_good_envelope_passes(
+    background: str, blur: float, exposure: float, offset_x: float, scale: float, seed: int
+) -> None:
+    p = Portrait(background=BACKGROUNDS[background], blur=blur, exposure=exposure, offset_x=offset_x,
+                 scale=scale, seed=seed)
+    # 480x360 keeps the property cheap; the resolution limit is lowered to match.
+    limits = FaceThresholds(min_width=480, min_height=360)
+    result = check_face(render_portrait(480, 360, p), rule=background, limits=limits)
+    assert result.passed, [(c.name, c.measured) for c in result.failed()]

@@ -67,7 +67,7 @@ def render_portrait(width: int, height: int, p: Portrait = Portrait()) -> Image.
     d.ellipse([cx - 180 * u, cy - 250 * u, cx + 180 * u, cy + 260 * u], fill=(204, 160, 126))
     for sx in (-1, 1):
         ex = cx + sx * 70 * u
-        d.ellipse([ex - 38 * u, cy - 40 * u, ex + 38 * u, cy - 10 * u], fill=(245, 245, 240))
+        d.ellipse([ex - 38 * u, cy - 40 * u, ex + 38 * u, cy - 10 * u], fill=(222, 220, 212))
         d.ellipse([ex - 15 * u, cy - 40 * u, ex + 15 * u, cy - 10 * u], fill=(50, 35, 30))
         d.line([ex - 45 * u, cy - 75 * u, ex + 45 * u, cy - 80 * u], fill=(30, 22, 20),
                width=max(1, int(12 * u)))
