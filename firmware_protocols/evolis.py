@@ -299,14 +299,17 @@ def pack_pixels(values: npt.NDArray[np.uint8], levels: int) -> bytes:
         raise EncodeError(f"pixel value {int(flat.max())} out of range for {levels} levels")
     if bits == 1:
         return np.packbits(flat).tobytes()
-    # Pack in blocks of lines so the 8-bits-a-pixel scratch array stays small (a whole panel
-    # would need 5 MB of it). A line is 648 pixels, a multiple of 8, so blocks pack alone.
+    # 8 pixels of `bits` bits fill exactly `bits` bytes: build each group as one integer
+    # (at most 56 bits) and cut it into bytes. Done in blocks of lines so the 64-bit scratch
+    # arrays stay small; a line (648 pixels) is a multiple of 8, so blocks pack alone.
+    value_shifts = np.array([bits * (7 - k) for k in range(8)], dtype=np.uint64)
+    byte_shifts = np.array([8 * (bits - 1 - i) for i in range(bits)], dtype=np.uint64)
     out = bytearray()
     step = _BLOCK_LINES * LINE_DOTS
     for start in range(0, flat.size, step):
-        block = flat[start : start + step]
-        unpacked = np.unpackbits(block[:, None], axis=1)[:, 8 - bits :]
-        out += np.packbits(unpacked.reshape(-1)).tobytes()
+        groups = flat[start : start + step].reshape(-1, 8).astype(np.uint64)
+        words = np.bitwise_or.reduce(groups << value_shifts, axis=1)
+        out += ((words[:, None] >> byte_shifts) & 0xFF).astype(np.uint8).tobytes()
     return bytes(out)
 
 
@@ -321,15 +324,17 @@ def unpack_pixels(data: bytes, levels: int) -> npt.NDArray[np.uint8]:
     if bits == 1:
         raw: npt.NDArray[np.uint8] = np.unpackbits(src)
         return raw
+    # Inverse of pack_pixels: `bits` bytes -> one integer -> 8 pixels, in blocks of lines.
+    value_shifts = np.array([bits * (7 - k) for k in range(8)], dtype=np.uint64)
+    byte_shifts = np.array([8 * (bits - 1 - i) for i in range(bits)], dtype=np.uint64)
+    mask = np.uint64((1 << bits) - 1)
     out = np.empty(PANEL_PIXELS, dtype=np.uint8)
-    step = _BLOCK_LINES * LINE_DOTS  # pixels a block; its packed size is step * bits / 8
+    step = _BLOCK_LINES * LINE_DOTS
     for start in range(0, PANEL_PIXELS, step):
         n = min(step, PANEL_PIXELS - start)
-        bits_block = np.unpackbits(src[start * bits // 8 : (start + n) * bits // 8])
-        # Put each pixel's bits in the low end of a byte and let packbits do the arithmetic.
-        padded = np.zeros((n, 8), dtype=np.uint8)
-        padded[:, 8 - bits :] = bits_block.reshape(-1, bits)
-        out[start : start + n] = np.packbits(padded, axis=1).reshape(-1)
+        groups = src[start * bits // 8 : (start + n) * bits // 8].reshape(-1, bits).astype(np.uint64)
+        words = np.bitwise_or.reduce(groups << byte_shifts, axis=1)
+        out[start : start + n] = ((words[:, None] >> value_shifts) & mask).astype(np.uint8).reshape(-1)
     return out
 
 
@@ -358,19 +363,21 @@ def compress_ko(packed: bytes) -> bytes:
     """``Dbc`` K/O compression of a packed 1-bit panel: per 81-byte line, 0x00 / 0xFF / N+bytes."""
     if len(packed) != KO_LINE_BYTES * PANEL_LINES:
         raise EncodeError(f"a 1-bit panel has {KO_LINE_BYTES * PANEL_LINES} bytes, got {len(packed)}")
-    out = bytearray()
     lines = np.frombuffer(packed, dtype=np.uint8).reshape(PANEL_LINES, KO_LINE_BYTES)
-    for line in lines:
-        nz = np.flatnonzero(line)
-        if nz.size == 0:
+    inked = lines.any(axis=1)
+    black = (lines == 0xFF).all(axis=1)
+    # Bytes up to the last inked one; trailing white bytes are implied by the count.
+    last = KO_LINE_BYTES - np.argmax(lines[:, ::-1] != 0, axis=1)
+    out = bytearray()
+    for i in range(PANEL_LINES):
+        if not inked[i]:
             out.append(0x00)
-        elif nz.size == KO_LINE_BYTES and bool((line == 0xFF).all()):
+        elif black[i]:
             out.append(0xFF)
         else:
-            # Trailing white bytes are implied by the count, so only send up to the last ink.
-            n = int(nz[-1]) + 1
+            n = int(last[i])
             out.append(n)
-            out += line[:n].tobytes()
+            out += lines[i, :n].tobytes()
     return bytes(out)
 
 

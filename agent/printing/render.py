@@ -298,17 +298,22 @@ class CardPanels:
         ]
 
 
+@lru_cache(maxsize=4)
+def _ink_table(levels: int) -> npt.NDArray[np.uint8]:
+    top = levels - 1
+    table: npt.NDArray[np.uint8] = (((255 - np.arange(256)) * top + 127) // 255).astype(np.uint8)
+    return table
+
+
 def to_panels(card: RenderedCard, *, levels: int = COLOUR_LEVELS) -> CardPanels:
     """Convert the layers to Y/M/C ink (knocked out under black text), K and a full O."""
     if levels not in (32, 64, 128):
         raise ValueError(f"colour levels must be 32, 64 or 128, got {levels}")
     rgb = np.asarray(card.colour, dtype=np.uint8)
     k = np.asarray(card.text, dtype=np.uint8)  # 1 = ink
-    top = levels - 1
-    # ink = (255 - channel) scaled to 0..top, rounded; integer maths keeps it fast.
-    ink = ((255 - rgb.astype(np.uint16)) * top + 127) // 255
-    ink[k.astype(bool)] = 0  # no colour under resin black: sharper text, less ribbon
-    ink8 = ink.astype(np.uint8)
+    # ink = (255 - channel) scaled to 0..levels-1 and rounded, through a 256-entry table.
+    ink8 = _ink_table(levels)[rgb]
+    ink8[k.astype(bool)] = 0  # no colour under resin black: sharper text, less ribbon
     c, m, y = ink8[:, :, 0], ink8[:, :, 1], ink8[:, :, 2]
     return CardPanels(
         y=ev.landscape_to_panel(y),

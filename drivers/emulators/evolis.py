@@ -59,6 +59,7 @@ class EvolisModel:
     faults: dict[str, str] = field(default_factory=dict)  # step -> fault name
     on_unplug: Callable[[], None] | None = None
     printed: list[bytes] = field(default_factory=list)  # PNG of each ejected card
+    render: bool = True  # False: record b"" per card (fast state-machine tests)
     cards_inserted: int = 0
     panels_printed: int = 0
     steps: list[str] = field(default_factory=list)  # every step name seen, for tests
@@ -140,7 +141,7 @@ class EvolisModel:
             self.cards_inserted += 1
             if name == "St":
                 self.ribbon_left -= 1
-                self.printed.append(_render_png({}))
+                self.printed.append(_render_png({}) if self.render else b"")
                 return ev.encode_reply("OK")
             self._in_sequence = True
             self._panels.clear()
@@ -160,7 +161,7 @@ class EvolisModel:
                 self._in_sequence = False
                 return ev.encode_nack("R")
             self.ribbon_left -= 1
-            self.printed.append(_render_png(self._panels))
+            self.printed.append(_render_png(self._panels) if self.render else b"")
             self._in_sequence = False
             return ev.encode_reply("OK")
         return ev.encode_reply("OK")
