@@ -1,7 +1,7 @@
 """Head-office receiver throughput: 1, 2 and 4 receivers in a shared group, 100 stations at once.
 
 Run: /work/venv/bin/python bench/bench_headoffice.py [--backend sqlite|postgresql]
-         [--stations 100] [--packets 2] [--packet-kib 300] [--chunk-kib 64]
+         [--stations 100] [--packets 2] [--packet-kib 300] [--chunk-kib 256] [--repeat 3]
 
 Each receiver is its own process (so the GIL does not hide scale-out); the 100 simulated stations
 are threads spread over two publisher processes, each following the wire contract
@@ -12,7 +12,9 @@ receiver verifies signatures and decrypts.
 
 Baseline, same run, same broker, same chunks: N plain paho-mqtt subscribers in a shared group that
 only receive and count the chunk messages (no storage, no verification, no acks). The ratio is
-receiver throughput / plain-subscriber throughput for the same N. Prints Markdown rows.
+receiver throughput / plain-subscriber throughput for the same N. A second baseline does the
+least a durable receiver must (each chunk written to its own file and fsynced). Each figure is
+the median of --repeat runs (the machine may be shared). Prints Markdown rows.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import threading
@@ -254,6 +257,27 @@ def _drive(ctx: Any, broker: Mosquitto, n: int, plain: bool,
     return elapsed, results
 
 
+def _receiver_config(backend: str, workdir: Path, tag: str, pg: Any, port: int,
+                     registered: dict[str, Any]) -> dict[str, Any]:
+    """A head-office config with its own fresh storage (folder, and database for PostgreSQL)."""
+    storage: dict[str, Any] = {"backend": backend, "folder": str(workdir / f"store-{tag}")}
+    if pg is not None:
+        import psycopg
+
+        with psycopg.connect(pg.dsn, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE bench_{tag}")
+        dsn_file = workdir / f"dsn-{tag}"
+        dsn_file.write_text(f"host=127.0.0.1 port={pg.port} user=postgres dbname=bench_{tag}")
+        storage["dsn_file"] = str(dsn_file)
+    return {
+        "broker": {"host": "127.0.0.1", "port": port, "transport": "tcp"},
+        "receiver": {"group": "bench"},
+        "storage": storage,
+        "keys": {"directory": str(workdir / "hokeys")},
+        "stations": registered,
+    }
+
+
 def main() -> int:
     """Run the benchmark and print Markdown rows."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -263,6 +287,7 @@ def main() -> int:
     ap.add_argument("--packet-kib", type=int, default=300)
     ap.add_argument("--chunk-kib", type=int, default=256, help="the journal's default chunk")
     ap.add_argument("--receivers", default="1,2,4")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per figure (median reported)")
     args = ap.parse_args()
     # SIGTERM runs the finally blocks below (broker, PostgreSQL and children are stopped).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -288,49 +313,43 @@ def main() -> int:
         print(f"{n_packets} packets of {args.packet_kib} KiB from {args.stations} stations, "
               f"{total / 1e6:.1f} MB, chunks of {args.chunk_kib} KiB, backend {args.backend}, "
               f"{os.cpu_count()} CPUs\n")
-        print("| receivers | receiver packets/s | receiver MB/s | plain subscribers MB/s (baseline)"
-              " | ratio | plain + fsync per chunk MB/s | ratio | target |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        print(f"median of {args.repeat} runs; load average before: "
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}\n")
+        print("| receivers | receiver packets/s | receiver MB/s | MB/s range | plain subscribers"
+              " MB/s (baseline) | ratio | plain + fsync per chunk MB/s | ratio | target |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         try:
             for n in [int(x) for x in args.receivers.split(",")]:
-                base_s, _ = run_once(broker, n, plain=True, cfg_data={}, durable_dir=None,
-                                     jobs=jobs, ho_pub_pem=ho_pub_pem, chunk=chunk,
-                                     total_chunks=total_chunks)
-                durable = workdir / f"plain-{n}"
-                durable.mkdir()
-                dur_s, _ = run_once(broker, n, plain=True, cfg_data={}, durable_dir=str(durable),
-                                    jobs=jobs, ho_pub_pem=ho_pub_pem, chunk=chunk,
-                                    total_chunks=total_chunks)
-                shutil.rmtree(durable, ignore_errors=True)
-                store = workdir / f"store-{n}"
-                storage: dict[str, Any] = {"backend": args.backend, "folder": str(store)}
-                if pg is not None:
-                    import psycopg
-
-                    with psycopg.connect(pg.dsn, autocommit=True) as conn:
-                        conn.execute(f"CREATE DATABASE bench_{n}")
-                    dsn_file = workdir / f"dsn-{n}"
-                    dsn_file.write_text(f"host=127.0.0.1 port={pg.port} user=postgres "
-                                        f"dbname=bench_{n}")
-                    storage["dsn_file"] = str(dsn_file)
-                cfg_data = {
-                    "broker": {"host": "127.0.0.1", "port": broker.port, "transport": "tcp"},
-                    "receiver": {"group": "bench"},
-                    "storage": storage,
-                    "keys": {"directory": str(workdir / "hokeys")},
-                    "stations": registered,
-                }
-                rx_s, results = run_once(broker, n, plain=False, cfg_data=cfg_data,
-                                         durable_dir=None, jobs=jobs,
-                                         ho_pub_pem=ho_pub_pem, chunk=chunk,
-                                         total_chunks=total_chunks)
-                stored = sum(r["stored"] for r in results)
-                note = "" if stored == n_packets else f" (stored {stored}/{n_packets}!)"
-                print(f"receivers={n}: {rx_s:.2f} s, per receiver {results}", file=sys.stderr)
-                print(f"| {n} | {n_packets / rx_s:.1f} | {total / rx_s / 1e6:.1f} | "
-                      f"{total / base_s / 1e6:.1f} | {base_s / rx_s:.2f} | "
-                      f"{total / dur_s / 1e6:.1f} | {dur_s / rx_s:.2f} | scales with receivers"
-                      f" until the CPUs run out{note} |", flush=True)
+                base, dur, rx = [], [], []
+                note = ""
+                for rep in range(args.repeat):
+                    common: dict[str, Any] = dict(jobs=jobs, ho_pub_pem=ho_pub_pem, chunk=chunk,
+                                                  total_chunks=total_chunks)
+                    base.append(run_once(broker, n, plain=True, cfg_data={}, durable_dir=None,
+                                         **common)[0])
+                    durable = workdir / f"plain-{n}-{rep}"
+                    durable.mkdir()
+                    dur.append(run_once(broker, n, plain=True, cfg_data={},
+                                        durable_dir=str(durable), **common)[0])
+                    shutil.rmtree(durable, ignore_errors=True)
+                    # Fresh storage each time: the same packet ids would otherwise be duplicates.
+                    cfg_data = _receiver_config(args.backend, workdir, f"{n}_{rep}", pg,
+                                                broker.port, registered)
+                    rx_s, results = run_once(broker, n, plain=False, cfg_data=cfg_data,
+                                             durable_dir=None, **common)
+                    rx.append(rx_s)
+                    stored = sum(r["stored"] for r in results)
+                    if stored != n_packets:
+                        note = f" (stored {stored}/{n_packets}!)"
+                    print(f"receivers={n} run {rep}: {rx_s:.2f} s, per receiver {results}",
+                          file=sys.stderr)
+                b_s, d_s, r_s = (statistics.median(x) for x in (base, dur, rx))
+                spread = (f"{total / max(rx) / 1e6:.1f}-{total / min(rx) / 1e6:.1f}"
+                          if len(rx) > 1 else "")
+                print(f"| {n} | {n_packets / r_s:.1f} | {total / r_s / 1e6:.1f} | {spread} | "
+                      f"{total / b_s / 1e6:.1f} | {b_s / r_s:.2f} | "
+                      f"{total / d_s / 1e6:.1f} | {d_s / r_s:.2f} | none set; find where adding"
+                      f" receivers stops helping{note} |", flush=True)
         finally:
             broker.stop()
     finally:
