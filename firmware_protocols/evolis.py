@@ -364,8 +364,8 @@ def compress_ko(packed: bytes) -> bytes:
     if len(packed) != KO_LINE_BYTES * PANEL_LINES:
         raise EncodeError(f"a 1-bit panel has {KO_LINE_BYTES * PANEL_LINES} bytes, got {len(packed)}")
     lines = np.frombuffer(packed, dtype=np.uint8).reshape(PANEL_LINES, KO_LINE_BYTES)
-    inked = lines.any(axis=1)
-    black = (lines == 0xFF).all(axis=1)
+    inked: npt.NDArray[np.bool_] = np.any(lines, axis=1)
+    black: npt.NDArray[np.bool_] = np.all(lines == 0xFF, axis=1)
     # Bytes up to the last inked one; trailing white bytes are implied by the count.
     last = KO_LINE_BYTES - np.argmax(lines[:, ::-1] != 0, axis=1)
     out = bytearray()
