@@ -59,11 +59,11 @@ class Recorder:
 
 
 class Station:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, **operators: Any) -> None:
         self.cfg = parse_config({
             "station": {"district_code": "647201", "language": "en", "state_dir": str(tmp)},
             "quality": {"retries": 1},
-            "operators": {"sign_in_timeout_seconds": 1.0},
+            "operators": {"sign_in_timeout_seconds": 1.0, **operators},
             "journal": {"free_disk_floor_bytes": 0, "reserve_bytes": 0},
         })
         self.journal = Journal.open(tmp, self.cfg.journal)
@@ -271,3 +271,23 @@ def test_exception_approval_and_handover_credit_each_stage(station: Station) -> 
     assert by_item["finger.1"] == "op1" and by_item["finger.6"] == "op2" and by_item["signature"] == "op2"
     shifts = query(st.journal, "SELECT staff_id, out_reason FROM operator_shifts ORDER BY id")
     assert shifts == [("op1", "handover"), ("op2", None)]
+
+
+def test_without_required_sign_in_approvals_still_gate_the_seal(tmp_path: Path) -> None:
+    st = Station(tmp_path, require_sign_in=False, require_supervisor_for_force_accept=False)
+    try:
+        sid = to_fingers(st)  # nobody signed in: allowed by this configuration
+        st.client.call("POST", f"/v1/sessions/{sid}/exception/finger.1", {"reason": "bandaged", "note": ""})
+        st.provider.script.append(10)
+        st.client.call("POST", f"/v1/sessions/{sid}/capture/finger.2")
+        st.client.call("POST", f"/v1/sessions/{sid}/force-accept/finger.2", {"reason": "scar"})
+        finish(st, sid, skip=("finger.1", "finger.2"))
+        with pytest.raises(ApiError) as info:
+            st.client.call("POST", f"/v1/sessions/{sid}/seal")
+        # Exceptions still need a supervisor; force-accepts do not in this configuration.
+        assert info.value.body["error"]["details"]["items"] == ["finger.1"]
+        st.finger("sup1")
+        st.client.call("POST", f"/v1/sessions/{sid}/approve", {"item": "finger.1"})
+        assert st.client.call("POST", f"/v1/sessions/{sid}/seal")["saved"] is True
+    finally:
+        st.close()

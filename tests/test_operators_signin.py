@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import stat
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +29,7 @@ from agent.operators.errors import (
 )
 from agent.operators.pin import PinFile, PinFileError
 from agent.operators.registry import DirectAccess, OperatorRegistry
-from agent.operators.signin import SignIn
+from agent.operators.signin import SignIn, SignInWatcher
 from agent.operators.vault import TemplateVault, VaultError, load_or_create_key
 from drivers.emulators import protocol_emu
 from drivers.emulators.zfm import ZfmEmulator, ZfmProfile
@@ -345,3 +346,29 @@ def test_restore_refills_a_replaced_module(journal: Journal, rig: tuple[ZfmEmula
     signin = SignIn(journal, reg, config(), access=access)
     emu.place_finger("199001-right-index")
     assert signin.sign_in_fingerprint(timeout=0.3).staff_id == "199001"
+
+
+def test_watcher_signs_out_an_idle_operator_without_api_calls(journal: Journal,
+                                                              rig: tuple[ZfmEmulator, DirectAccess]) -> None:
+    emu, access = rig
+    clocks = Clocks(datetime(2026, 11, 2, 0, 0, tzinfo=UTC))
+    reg = OperatorRegistry(journal)
+    enroll(reg, emu, access, "199001")
+    signin = SignIn(journal, reg, config(idle_signout_seconds=60), access=access,
+                    clock=clocks.monotonic, wall=clocks.wall)
+    emu.place_finger("199001-right-index")
+    signin.sign_in_fingerprint(timeout=0.3)
+    watcher = SignInWatcher(signin, period=0.01)
+    assert watcher.status() == "operator 199001"
+    watcher.start()
+    try:
+        clocks.mono += 61
+        for _ in range(1000):  # bounded wait for the watcher's next tick
+            if signin.peek() is None:
+                break
+            threading.Event().wait(0.01)
+        assert signin.peek() is None and watcher.healthy()
+    finally:
+        watcher.stop()
+    assert query(journal, "SELECT out_reason FROM operator_shifts") == [("idle",)]
+    assert watcher.status() == "no operator"

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,7 +131,8 @@ def install_routes(api: StationApi, service: OperatorService) -> None:
                                    for o in service.registry.operators()]}
 
     def approve(q: ApiRequest) -> tuple[int, Any]:
-        signin.require()
+        if cfg.require_sign_in:
+            signin.require()
         session = api.sessions.get(q.params["sid"])
         key = q.body.get("item")
         if not isinstance(key, str) or key not in session.items:
@@ -168,6 +168,8 @@ def _guard_session_routes(api: StationApi, service: OperatorService) -> None:
 
         def guarded(q: ApiRequest) -> tuple[int, Any]:
             if not cfg.require_sign_in:
+                if is_seal:
+                    approvals.require_approvals(api.sessions.get(q.params["sid"]), cfg)
                 return handler(q)
             cur = signin.require()
             if is_start:
@@ -195,10 +197,3 @@ def _guard_session_routes(api: StationApi, service: OperatorService) -> None:
             handler = wrap(pattern, handler)
         guarded_routes.append((method, regex, handler))
     api.routes[:] = guarded_routes
-
-
-def today_local(config: Config) -> str:
-    """The office-local date today."""
-    from zoneinfo import ZoneInfo
-
-    return datetime.now(ZoneInfo(config.station.timezone)).date().isoformat()

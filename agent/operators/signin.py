@@ -227,6 +227,10 @@ class SignIn:
                 return None
             return cur
 
+    def peek(self) -> Current | None:
+        """The signed-in operator without running the checks (status lines)."""
+        return self._current
+
     def touch(self) -> None:
         """Note activity (each station API call of the signed-in operator)."""
         with self._lock:
@@ -241,3 +245,47 @@ class SignIn:
                                    "No operator is signed in. Sign in with your fingerprint first.")
         self.touch()
         return cur
+
+
+class SignInWatcher:
+    """Daemon component: checks the sign-in every ``period`` seconds so an idle, removed or
+    past-midnight operator is signed out (and their shift closed) even when nobody calls the API."""
+
+    name = "operator-signin"
+
+    def __init__(self, signin: SignIn, *, period: float = 15.0) -> None:
+        self.signin = signin
+        self.period = period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rekam-signin", daemon=True)
+
+    def start(self) -> None:
+        """Start the checking thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop it; the signed-in operator's shift is closed as the daemon stops."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        try:
+            self.signin.sign_out("stopped")
+        except Exception:
+            log.exception("closing the shift at stop failed")
+
+    def healthy(self) -> bool:
+        """The thread is alive (or was never started)."""
+        return self._thread.is_alive() or not self._thread.ident
+
+    def status(self) -> str:
+        """STATUS= fragment: who is signed in (a staff id, never a name)."""
+        cur = self.signin.peek()
+        return f"operator {cur.staff_id}" if cur else "no operator"
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            try:
+                self.signin.current()
+            except Exception:
+                # A busy journal now is retried at the next tick; the thread must not die.
+                log.exception("sign-in check failed")
