@@ -42,8 +42,9 @@ def test_errors_are_one_line_exit_2(config: str, capsys: pytest.CaptureFixture[s
     assert main(["stock", "add", "0", "--batch", "B", "--config", config]) == 2
     assert main(["stock", "recount", "5", "--reason", " ", "--config", config]) == 2
     assert main(["print", "confirm", "nope", "--printed", "--config", config]) == 2
+    assert main(["print", "confirm", "nope", "--printed", "--card-spoiled", "--config", config]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("rekam: error:") for line in err)
+    assert len(err) == 4 and all(line.startswith("rekam: error:") for line in err)
     with pytest.raises(SystemExit) as info:
         main(["print", "confirm", "x", "--config", config])  # neither --printed nor --not-printed
     assert info.value.code == 2

@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
             if args.action == "test-card":
                 return _test_card(args, cfg, ledger)
             if args.action == "confirm":
+                if args.printed and args.card_spoiled:
+                    raise CliError("--card-spoiled goes with --not-printed only")
                 view = queue.confirm(args.order, printed=bool(args.printed),
                                      card_spoiled=bool(args.card_spoiled))
                 print(f"order {view.order_id}: {view.state}")
