@@ -313,6 +313,7 @@ class _ScriptedBackend:
     raw: object
     info_value: object = None
     calls: list[str] = field(default_factory=list)
+    poll_value: int = 2
 
     def open(self) -> None:
         self.calls.append("open")
@@ -326,7 +327,7 @@ class _ScriptedBackend:
         self.calls.append(f"start {iso_code}")
 
     def poll(self) -> int:
-        return 2
+        return self.poll_value
 
     def result(self) -> object:
         return self.raw
@@ -369,6 +370,12 @@ def test_bad_sdk_answers_are_protocol_errors() -> None:
                 s.capture_finger(FingerPosition.RIGHT_THUMB, timeout=1)
             else:
                 s.capture_slap(Slap(code), timeout=1)
+    babbling = _ScriptedBackend(None, poll_value=7)  # a status no backend may answer
+    s = TenPrintScanner(babbling)  # type: ignore[arg-type]
+    s.open()
+    with pytest.raises(DeviceProtocolError):
+        s.capture_finger(FingerPosition.RIGHT_THUMB, timeout=1)
+    assert babbling.calls[-1] == "abort"  # the armed capture was disarmed on the way out
     odd = _ScriptedBackend(None, BackendInfo("X", "Y", "1", "f", 0, (0, 0), False, False))
     with pytest.raises(DeviceProtocolError):
         TenPrintScanner(odd).open()  # type: ignore[arg-type]

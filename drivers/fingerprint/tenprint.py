@@ -389,7 +389,13 @@ class TenPrintScanner:
             done = False
             try:
                 while True:
-                    status = Poll(self._backend.poll())
+                    answer = self._backend.poll()
+                    try:
+                        status = Poll(answer)
+                    except ValueError as exc:
+                        raise DeviceProtocolError(
+                            f"backend poll answered {answer!r}", response=answer
+                        ) from exc
                     if status is Poll.DONE:
                         done = True
                         break
