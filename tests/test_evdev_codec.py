@@ -124,9 +124,12 @@ def test_encode_rejects_out_of_range(kwargs: dict[str, int]) -> None:
     base = {"sec": 1, "usec": 0, "type": 0, "code": 0, "value": 0}
     base.update(kwargs)
     with pytest.raises(EncodeError):
-        InputEvent(**base)
+        InputEvent.checked(**base)
+    with pytest.raises(EncodeError):
+        InputEvent(**base).serialize()
     with pytest.raises(EncodeError):
         InputEvent(2**32, 0, 0, 0, 0).serialize("32")
+    assert InputEvent.checked(1, 2, 3, 4, 5) == InputEvent(1, 2, 3, 4, 5)
 
 
 events_st = st.builds(
