@@ -808,7 +808,8 @@ class ZfmScanner:
             # close() from another thread ended the wait: a deliberate stop, not an unplug.
             return DeviceMissingError(f"{self.name}: closed", device=self.name)
         self._close_port()
-        _log.warning("%s: device disconnected", self.name)
+        # DEBUG, once per loss: the device manager owns the one user-visible "absent" line.
+        _log.debug("%s: device disconnected", self.name)
         return DeviceMissingError(f"{self.name}: device disconnected ({type(exc).__name__})", device=self.name)
 
     def _flush(self) -> None:
