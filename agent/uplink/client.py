@@ -419,6 +419,7 @@ class Uplink:
             client.publish(self.topics.telemetry, payload, qos=0)
 
     def _shutdown(self) -> None:
+        self.sender.close()
         client = self._client
         if client is None:
             return

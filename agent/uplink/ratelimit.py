@@ -16,9 +16,10 @@ class TokenBucket:
         if rate < 0:
             raise ValueError("rate must be >= 0")
         self.rate = float(rate)
-        # A quarter second of credit smooths scheduling jitter without a visible burst.
-        self.burst = float(burst if burst is not None else rate * 0.25)
-        self.tokens = self.burst
+        # 50 ms of credit absorbs scheduling jitter; starting empty means the cap holds from
+        # the first byte (a fresh connection does not get a free burst on top of B).
+        self.burst = float(burst if burst is not None else rate * 0.05)
+        self.tokens = 0.0
         self._last = now
 
     @property
@@ -52,5 +53,5 @@ class TokenBucket:
         """Change the cap at run time (a head-office command may do this)."""
         self._refill(now)
         self.rate = float(max(rate, 0))
-        self.burst = self.rate * 0.25
+        self.burst = self.rate * 0.05
         self.tokens = min(self.tokens, self.burst)

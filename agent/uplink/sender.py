@@ -28,6 +28,8 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol
@@ -205,6 +207,14 @@ class Sender:
         self._empty_until = -1e9  # outbox found empty: do not ask again before this
         self._events_due = -1e9
         self.sources: list[OutboxSource] = []
+        # Packets that may have chunks to send, in the order they started (dict as ordered set).
+        self._sending: dict[str, None] = {}
+        # One reader thread reads and hashes the next chunks while this thread publishes (both
+        # SQLite and SHA-256 release the GIL). At most ``window`` chunks are read ahead, so
+        # memory stays bounded by about 2 x window x chunk whatever the backlog.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uplink-read")
+        self._prefetched: dict[tuple[str, int], Future[tuple[bytes, str]]] = {}
+        self._marks: dict[str, Future[None]] = {}
         self._drain: deque[tuple[float, int]] = deque()  # (time, bytes) for the drain rate
 
     # ------------------------------------------------------------------ connection
@@ -236,6 +246,7 @@ class Sender:
             if kind == "chunk" and packet is not None and index in packet.inflight:
                 packet.inflight.discard(index)
                 packet.todo.appendleft(index)
+                self._want(packet)
         self.inflight.clear()
         self.events_inflight.clear()
         for source in self.sources:
@@ -246,6 +257,51 @@ class Sender:
         """New packets or events were journaled: look at once instead of at the next poll."""
         self._empty_until = -1e9
         self._events_due = -1e9
+
+    def close(self) -> None:
+        """Stop the reader thread (waits for the chunk it is reading, if any)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._prefetched.clear()
+        self._marks.clear()
+
+    def _want(self, packet: _Packet) -> None:
+        """``packet`` has chunks in ``todo``: let the chunk pump find it."""
+        self._sending[packet.packet_id] = None
+
+    def _next_sending(self) -> _Packet | None:
+        for pid in list(self._sending):
+            packet = self.packets.get(pid)
+            if packet is not None and packet.todo:
+                return packet
+            del self._sending[pid]
+        return None
+
+    def _read_chunk(self, packet_id: str, offset: int, length: int) -> tuple[bytes, str]:
+        data = self.journal.read_range(packet_id, offset, length)
+        return data, hashlib.sha256(data).hexdigest()
+
+    def _submit(self, packet: _Packet, index: int) -> Future[tuple[bytes, str]]:
+        offset = index * packet.chunk_size
+        length = min(packet.chunk_size, packet.size - offset)
+        return self._pool.submit(self._read_chunk, packet.packet_id, offset, length)
+
+    def _read_ahead(self) -> None:
+        """Keep up to ``window`` upcoming chunks being read and hashed by the reader thread."""
+        for key in [k for k in self._prefetched if k[0] not in self.packets]:
+            self._prefetched.pop(key).cancel()
+        if len(self._prefetched) >= self.window:
+            return
+        for pid in self._sending:
+            packet = self.packets.get(pid)
+            if packet is None:
+                continue
+            for index in packet.todo:
+                key = (pid, index)
+                if key in self._prefetched:
+                    continue
+                if len(self._prefetched) >= self.window:
+                    return
+                self._prefetched[key] = self._submit(packet, index)
 
     def add_source(self, source: OutboxSource) -> None:
         """Publish another owner's pending messages (QoS 1) and mark them sent on PUBACK."""
@@ -338,12 +394,10 @@ class Sender:
         # attempts > 0: an earlier connection or process sent some of it (the journal turns
         # "sending" back into "queued" at start-up, so the state alone cannot tell).
         resumed = info.state == "sending" or getattr(info, "attempts", 0) > 0
-        try:
-            self.journal.mark_sending(info.packet_id)
-        except JournalError as exc:
-            # Changed state since the outbox was read (quarantined, delivered): skip it.
-            log.info("packet %s not sent: %s", info.packet_id, exc)
-            return
+        # Recorded by the reader thread ahead of this packet's chunk reads (an fsync off this
+        # thread); its outcome is checked before the first chunk goes out.
+        self._marks[info.packet_id] = self._pool.submit(self.journal.mark_sending,
+                                                        info.packet_id)
         self.packets[info.packet_id] = packet
         if resumed:
             # Ask head office what it already has before sending anything again.
@@ -353,12 +407,13 @@ class Sender:
             self._query(packet, publish)
         else:
             packet.todo.extend(todo)
+            self._want(packet)
 
     def _pump_chunks(self, publish: PublishFn) -> float:
         while True:
             if self.chunks_inflight() >= self.window:
                 return 1.0
-            packet = next((p for p in self.packets.values() if p.todo), None)
+            packet = self._next_sending()
             if packet is None:
                 if len(self.packets) >= self.max_unacked_packets:
                     return 1.0
@@ -373,20 +428,36 @@ class Sender:
             index = packet.todo[0]
             offset = index * packet.chunk_size
             length = min(packet.chunk_size, packet.size - offset)
+            mark = self._marks.pop(packet.packet_id, None)
+            if mark is not None:
+                try:
+                    mark.result(timeout=60)
+                except JournalError as exc:
+                    # Changed state since the outbox was read (quarantined, delivered).
+                    self._drop_packet(packet, f"cannot mark it sending: {type(exc).__name__}")
+                    continue
+            future = self._prefetched.pop((packet.packet_id, index), None)
+            if future is None:
+                future = self._submit(packet, index)
+            self._read_ahead()
             try:
-                data = self.journal.read_range(packet.packet_id, offset, length)
+                data, digest = future.result(timeout=60)
             except JournalError as exc:
                 # The journal quarantines a packet whose chunk fails its hash (and raises the
                 # event); a damaged packet is never published.
                 self._drop_packet(packet, f"journal read failed: {type(exc).__name__}")
                 continue
+            except FutureTimeout:
+                self._prefetched[(packet.packet_id, index)] = future
+                log.warning("journal read of packet %s chunk %d is slow", packet.packet_id, index)
+                return 0.1
             if len(data) != length:
                 self._drop_packet(packet, f"chunk {index} read {len(data)} of {length} bytes")
                 continue
-            digest = hashlib.sha256(data).hexdigest()
             mid = publish(self.topics.packet, data, 1, False,
                           chunk_properties(packet, index, offset, digest), CONTENT_TYPE_CHUNK)
             if mid is None:
+                self._prefetched[(packet.packet_id, index)] = future  # keep it for the retry
                 return 0.05
             packet.todo.popleft()
             packet.inflight.add(index)
@@ -420,6 +491,7 @@ class Sender:
             if packet.fallback:
                 # Head office did not answer the resume query: send what we cannot prove it has.
                 packet.todo.extend(packet.fallback)
+                self._want(packet)
                 packet.fallback = []
                 packet.ack_deadline = None
                 continue
@@ -453,6 +525,7 @@ class Sender:
         if not ok:
             self.stats.puback_failures += 1
             packet.todo.appendleft(index)
+            self._want(packet)
             return
         length = min(packet.chunk_size, packet.size - index * packet.chunk_size)
         self.stats.bytes_acked += length
@@ -494,6 +567,7 @@ class Sender:
                           ack.packet_id, self.max_rejects)
             elif packet is not None and not packet.todo and not packet.inflight:
                 packet.todo.extend(range(packet.chunks))
+                self._want(packet)
                 packet.ack_deadline = None
             return
         # "missing": resend just those chunks (in head office's chunk size).
@@ -512,6 +586,7 @@ class Sender:
             self.stats.resent_chunks += len(wanted)
         packet.fallback = []
         if packet.todo:
+            self._want(packet)
             packet.ack_deadline = None
         else:
             packet.ack_deadline = self.clock() + self.ack_timeout

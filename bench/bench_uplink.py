@@ -1,0 +1,329 @@
+"""Uplink drain benchmark: the station's uplink against plain paho-mqtt on the same broker.
+
+Run: /work/venv/bin/python bench/bench_uplink.py [--quick]
+
+Prints Markdown table rows (figure | value | plain baseline in the same run | ratio | target):
+
+1. Drain of a journal backlog (1,000 packets of 300 KB-2 MB; --quick: 100) to a local
+   mosquitto, until every chunk is PUBACKed, against a plain paho-mqtt client publishing the
+   same chunk sizes with the same QoS 1 and the same in-flight window from memory.
+2. The same through the link proxy at 25 ms each way and 20 Mbit/s, against the link rate and
+   against plain paho through the same proxy.
+3. With the station's own bandwidth cap B, against B.
+4. End to end with head-office acks (a responder process) until the journal shows every packet
+   delivered, against the PUBACK-only drain.
+5. Station RSS during the drains (VmRSS sampled every 0.2 s in the station process).
+
+Each side runs in its own process (no shared GIL, clean RSS). Never asserts timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CHUNK = 256 * 1024
+WINDOW = 16
+LINK_BPS = 20_000_000 / 8  # 20 Mbit/s in bytes per second
+POOL = random.Random(7).randbytes(4 * 1024 * 1024)
+
+
+def rss_kib() -> int:
+    """Resident set size of this process."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class RssSampler:
+    """Samples VmRSS in a thread; max and first/last samples."""
+
+    def __init__(self) -> None:
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.samples.append(rss_kib())
+
+    def __enter__(self) -> RssSampler:
+        self.samples.append(rss_kib())
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+        self.samples.append(rss_kib())
+
+
+def sizes_for(n: int, seed: int) -> list[int]:
+    rng = random.Random(seed)
+    return [rng.randint(300_000, 2_000_000) for _ in range(n)]
+
+
+def build_journal(state: Path, sizes: list[int]) -> int:
+    """A station journal holding packets of ``sizes`` (bytes sliced from a random pool)."""
+    from agent.config import JournalConfig
+    from agent.journal import Journal
+
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    cfg = JournalConfig(chunk_bytes=CHUNK, max_packet_bytes=4 * 1024 * 1024,
+                        max_bytes=8 * 1024**3, free_disk_floor_bytes=0)
+    j = Journal.open(state, cfg)
+    rng = random.Random(11)
+    try:
+        for n, size in enumerate(sizes):
+            with j.begin_packet(f"bench-{n:05d}", station_id="bench-1",
+                                created_at="2026-11-01T08:00:00.000000Z") as sink:
+                left = size
+                while left:
+                    piece = min(left, 1024 * 1024)
+                    start = rng.randrange(0, len(POOL) - piece)
+                    sink.write(POOL[start:start + piece])
+                    left -= piece
+                sink.commit()
+    finally:
+        j.close()
+    return sum(sizes)
+
+
+# ----------------------------------------------------------------------------- child roles
+
+def role_station(p: dict[str, Any]) -> dict[str, Any]:
+    from agent.config import JournalConfig, UplinkConfig
+    from agent.journal import Journal
+    from agent.uplink.client import Uplink
+
+    cfg = JournalConfig(chunk_bytes=CHUNK, max_packet_bytes=4 * 1024 * 1024,
+                        max_bytes=8 * 1024**3, free_disk_floor_bytes=0)
+    journal = Journal.open(Path(p["state"]), cfg)
+    ucfg = UplinkConfig(host="127.0.0.1", port=p["port"], transport="tcp",
+                        inflight_window=WINDOW, bandwidth_limit_bps=p.get("cap", 0),
+                        ack_timeout_seconds=600, max_unacked_packets=p.get("unacked", 10000),
+                        keepalive_seconds=30, telemetry_seconds=3600)
+    keys: dict[str, Any] = {}
+    up = Uplink(ucfg, station_id="bench-1", journal=journal, chunk_bytes=CHUNK,
+                public_keys=lambda: keys, version="bench")
+    if p.get("ho_key"):
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        from agent.keys import key_id
+        pub = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(p["ho_key"])).public_key()
+        keys[key_id(pub)] = pub
+    total = p["total"]
+    with RssSampler() as rss:
+        up.start()
+        while up.link_state != "connected":
+            time.sleep(0.001)
+        t0 = time.perf_counter()
+        if p.get("until") == "delivered":
+            while up.sender.stats.packets_delivered < p["packets"]:
+                time.sleep(0.005)
+        else:
+            while up.sender.stats.bytes_acked < total:
+                time.sleep(0.002)
+        elapsed = time.perf_counter() - t0
+        up.stop()
+    journal.close()
+    return {"elapsed": elapsed, "bytes": total, "rss_first": rss.samples[1] if len(rss.samples) > 1
+            else rss.samples[0], "rss_max": max(rss.samples), "rss_last": rss.samples[-1],
+            "chunk": up.sender.chunk_bytes}
+
+
+def role_baseline(p: dict[str, Any]) -> dict[str, Any]:
+    """Plain paho: the same chunk sizes, QoS 1, the same window, payloads from memory."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    chunks: list[int] = []
+    for size in p["sizes"]:
+        chunks += [min(CHUNK, size - off) for off in range(0, size, CHUNK)]
+    sem = threading.Semaphore(WINDOW)
+    done = threading.Event()
+    acked = [0]
+    connected = threading.Event()
+
+    def on_publish(_c: Any, _u: Any, _mid: int, _rc: Any, _p: Any) -> None:
+        acked[0] += 1
+        sem.release()
+        if acked[0] == len(chunks):
+            done.set()
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="plain", protocol=mqtt.MQTTv5)
+    c.on_publish = on_publish
+    c.on_connect = lambda *a: connected.set()
+    c.max_inflight_messages_set(WINDOW)
+    c.connect("127.0.0.1", p["port"], keepalive=30)
+    c.loop_start()
+    connected.wait(10)
+    view = memoryview(POOL)
+    t0 = time.perf_counter()
+    off = 0
+    for n in chunks:
+        sem.acquire()
+        if off + n > len(POOL):
+            off = 0
+        c.publish("rekam/v1/plain/packet", view[off:off + n].tobytes(), qos=1)
+        off += n
+    done.wait(3600)
+    elapsed = time.perf_counter() - t0
+    c.disconnect()
+    c.loop_stop()
+    return {"elapsed": elapsed, "bytes": sum(chunks)}
+
+
+def role_ho(p: dict[str, Any]) -> dict[str, Any]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    import tests.test_uplink_support as support
+
+    class Lengths(dict):  # type: ignore[type-arg]
+        """Keep only lengths of stored packets (the benchmark's backlog is large)."""
+
+        def __setitem__(self, k: str, v: bytes) -> None:
+            super().__setitem__(k, len(v))
+
+    support.HO_KEY = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(p["ho_key"]))
+    support.HO_KID = support.key_id(support.HO_KEY.public_key())
+    ho = support.HeadOffice(p["port"], client_id="bench-ho")
+    ho.stored = Lengths()  # type: ignore[assignment]
+    ho.start()
+    print("ready", flush=True)
+    sys.stdin.read()  # until the parent closes our stdin
+    ho.stop()
+    return {"stored": len(ho.stored), "chunks": ho.chunks_received}
+
+
+def run_child(role: str, params: dict[str, Any]) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, "--role", role, json.dumps(params)],
+                         capture_output=True, text=True, cwd=ROOT, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{role} failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- main
+
+def row(figure: str, value: str, baseline: str, ratio: str, target: str) -> None:
+    print(f"| {figure} | {value} | {baseline} | {ratio} | {target} |", flush=True)
+
+
+def mbps(r: dict[str, Any]) -> float:
+    return r["bytes"] / r["elapsed"] / 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="100 packets and shorter link runs")
+    parser.add_argument("--role", help=argparse.SUPPRESS)
+    parser.add_argument("params", nargs="?", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role:
+        fn = {"station": role_station, "baseline": role_baseline, "ho": role_ho}[args.role]
+        print(json.dumps(fn(json.loads(args.params))), flush=True)
+        return 0
+
+    from agent.testbed.linkproxy import LinkProxy
+    from agent.testbed.mosquitto import Mosquitto
+
+    n_packets = 100 if args.quick else 1000
+    link_mb = 8 if args.quick else 30
+    cap_mb = 12 if args.quick else 40
+    as_root = "user root" if os.geteuid() == 0 else ""
+    with tempfile.TemporaryDirectory(prefix="bench-uplink-") as tmp:
+        tmpdir = Path(tmp)
+        broker = Mosquitto(tmpdir / "broker", persistence=False,
+                           extra=f"max_inflight_messages 100\n{as_root}").start()
+        try:
+            sizes = sizes_for(n_packets, 1)
+            t = time.perf_counter()
+            total = build_journal(tmpdir / "drain", sizes)
+            print(f"<!-- backlog: {n_packets} packets, {total / 1e6:.0f} MB, written in "
+                  f"{time.perf_counter() - t:.1f} s -->", flush=True)
+            print("| figure | value | plain baseline (same run) | ratio | target |")
+            print("| --- | --- | --- | --- | --- |")
+            base = run_child("baseline", {"port": broker.port, "sizes": sizes})
+            st = run_child("station", {"state": str(tmpdir / "drain"), "port": broker.port,
+                                       "total": total})
+            base2 = run_child("baseline", {"port": broker.port, "sizes": sizes})
+            b = max(mbps(base), mbps(base2))
+            row(f"drain {n_packets} packets ({total / 1e6:.0f} MB) to local mosquitto, "
+                "until all PUBACKed", f"{mbps(st):.0f} MB/s",
+                f"{mbps(base):.0f} / {mbps(base2):.0f} MB/s (plain paho before / after)",
+                f"{mbps(st) / b:.2f}", ">= 0.90")
+            row("station RSS during that drain (first sample / max)",
+                f"{st['rss_first'] / 1024:.1f} / {st['rss_max'] / 1024:.1f} MB", "", "",
+                "<= 60 MB, flat")
+
+            # Through the link proxy: 25 ms each way, 20 Mbit/s.
+            lsizes = sizes_for(max(1, int(link_mb * 1e6 / 1_150_000)), 2)
+            ltotal = build_journal(tmpdir / "link", lsizes)
+            with LinkProxy(broker.port, latency=0.025, rate_bps=LINK_BPS) as proxy:
+                lst = run_child("station", {"state": str(tmpdir / "link"), "port": proxy.port,
+                                            "total": ltotal})
+                lbase = run_child("baseline", {"port": proxy.port, "sizes": lsizes})
+            row(f"drain {ltotal / 1e6:.0f} MB through proxy 25 ms each way + 20 Mbit/s",
+                f"{mbps(lst):.3f} MB/s",
+                f"link {LINK_BPS / 1e6:.3f} MB/s; plain paho {mbps(lbase):.3f} MB/s",
+                f"{mbps(lst) / (LINK_BPS / 1e6):.3f} of link; "
+                f"{mbps(lst) / mbps(lbase):.2f} of paho", ">= 0.90 of link")
+            row("station RSS during the proxied drain (first / max)",
+                f"{lst['rss_first'] / 1024:.1f} / {lst['rss_max'] / 1024:.1f} MB", "", "",
+                "<= 60 MB")
+
+            # The station's own cap B on the local broker.
+            cap = 2_000_000
+            csizes = sizes_for(max(1, int(cap_mb * 1e6 / 1_150_000)), 3)
+            ctotal = build_journal(tmpdir / "cap", csizes)
+            cst = run_child("station", {"state": str(tmpdir / "cap"), "port": broker.port,
+                                        "total": ctotal, "cap": cap})
+            row(f"drain {ctotal / 1e6:.0f} MB with bandwidth_limit_bps B = {cap / 1e6:.1f} MB/s",
+                f"{mbps(cst):.3f} MB/s", f"B = {cap / 1e6:.3f} MB/s",
+                f"{mbps(cst) / (cap / 1e6):.3f}", "within 5% of B (0.95-1.05)")
+
+            # End to end: head office verifies, stores and acks; the journal purges.
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+            ho_key = Ed25519PrivateKey.generate().private_bytes_raw().hex()
+            esizes = sizes_for(50 if args.quick else 200, 4)
+            etotal = build_journal(tmpdir / "e2e", esizes)
+            ho = subprocess.Popen([sys.executable, __file__, "--role", "ho",
+                                   json.dumps({"port": broker.port, "ho_key": ho_key})],
+                                  cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True)
+            assert ho.stdout is not None and ho.stdin is not None
+            ho.stdout.readline()
+            try:
+                est = run_child("station", {"state": str(tmpdir / "e2e"), "port": broker.port,
+                                            "total": etotal, "until": "delivered",
+                                            "packets": len(esizes), "ho_key": ho_key,
+                                            "unacked": 32})
+            finally:
+                ho.stdin.close()
+                ho.wait(30)
+                ho.stdout.close()
+            row(f"end to end: {len(esizes)} packets ({etotal / 1e6:.0f} MB) until every "
+                "head-office ack is in and the journal purged", f"{mbps(est):.0f} MB/s",
+                f"PUBACK-only drain above {mbps(st):.0f} MB/s", f"{mbps(est) / mbps(st):.2f}",
+                "(informative: test responder assembles in RAM)")
+        finally:
+            broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
