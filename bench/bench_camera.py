@@ -84,6 +84,7 @@ def full_decode_score(frame: Frame) -> float:
 
 
 def row(figure: str, measured: str, baseline: str, ratio: str, target: str) -> None:
+    """Print one Markdown table row."""
     print(f"| {figure} | {measured} | {baseline} | {ratio} | {target} |")
 
 

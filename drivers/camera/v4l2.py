@@ -321,9 +321,11 @@ IOCTL_NAMES: dict[int, str] = {
 class MappedBuffer(Protocol):
     """What a driver needs of an mmap'ed buffer."""
 
-    def __getitem__(self, index: slice) -> bytes: ...
+    def __getitem__(self, index: slice) -> bytes:
+        """Copy a range of the buffer out."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """munmap(2)."""
 
 
 class Syscalls(Protocol):

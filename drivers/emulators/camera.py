@@ -169,6 +169,7 @@ class _Mapping:
         return bytes(memoryview(self._buf)[: self._length][index])
 
     def close(self) -> None:
+        """munmap: later reads fail, as on a real unmapped buffer."""
         self.closed = True
 
 
