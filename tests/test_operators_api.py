@@ -21,6 +21,7 @@ from agent.api.server import StationApi
 from agent.config import parse_config
 from agent.journal import Journal
 from agent.operators._db import query
+from agent.operators.audit import manifest_trail
 from agent.operators.pin import PinFile
 from agent.operators.registry import DirectAccess
 from agent.operators.routes import OperatorService, install_routes
@@ -143,6 +144,9 @@ def test_enrollment_calls_need_a_signed_in_operator(station: Station) -> None:
         st.client.call("POST", "/v1/sessions", {})
     assert error_code(info) == (401, "not_signed_in")
     assert st.client.call("GET", "/v1/operators/current") == {"operator": None}
+    with pytest.raises(ApiError) as info:
+        st.client.call("GET", "/v1/operators")  # names are for a signed-in operator's screen only
+    assert error_code(info) == (401, "not_signed_in")
     # An unknown finger (an applicant's) is refused, and signs nobody in.
     st.finger("applicant")
     with pytest.raises(ApiError) as info:
@@ -233,6 +237,10 @@ def test_force_accept_needs_another_supervisor_before_seal(station: Station) -> 
     assert st.client.call("POST", f"/v1/sessions/{sid}/seal")["saved"] is True
     sealed = st.sealer.sealed[0]
     assert sealed.items["finger.3"].approved_by == "sup2"
+    trail = manifest_trail(sealed)
+    assert {"action": "force_accept", "item": "finger.3", "operator": "sup1", "approved_by": "sup2"}.items() <= \
+        next(e for e in trail if e["action"] == "force_accept").items()
+    assert set(trail[0]) == {"action", "item", "operator", "approved_by", "at", "outcome"}  # no biodata, no images
     # The trail went to the journal when the session finished: who did each step, who approved.
     rows = query(st.journal, "SELECT action, item, operator_id, approved_by FROM audit_trail "
                  "WHERE session_id = ? ORDER BY seq", [sid])

@@ -372,3 +372,25 @@ def test_watcher_signs_out_an_idle_operator_without_api_calls(journal: Journal,
         watcher.stop()
     assert query(journal, "SELECT out_reason FROM operator_shifts") == [("idle",)]
     assert watcher.status() == "no operator"
+
+
+def test_pin_guessing_across_staff_ids_locks_station_wide(journal: Journal, rig: tuple[ZfmEmulator, DirectAccess],
+                                                          tmp_path: Path) -> None:
+    emu, access = rig
+    clocks = Clocks(datetime(2026, 11, 2, 0, 0, tzinfo=UTC))
+    reg = OperatorRegistry(journal)
+    enroll(reg, emu, access, "tech01", "technician")
+    pins = PinFile(tmp_path / "pins")
+    pins.set("tech01", "482913")
+    signin = SignIn(journal, reg, config(pin_max_failures=2, pin_lock_seconds=60), pins=pins,
+                    clock=clocks.monotonic, wall=clocks.wall)
+    for n in range(6):  # 3 x pin_max_failures, each on a different (unknown) staff id
+        with pytest.raises(PinError) as info:
+            signin.sign_in_pin(f"guess{n}", "000000")
+        assert "locked" not in info.value.message_en
+    with pytest.raises(PinError) as info:
+        signin.sign_in_pin("tech01", "482913")
+    assert "locked" in info.value.message_en
+    assert len(signin._pin_failures) == 1  # unknown ids are not remembered one by one
+    clocks.advance(61)
+    assert signin.sign_in_pin("tech01", "482913").staff_id == "tech01"

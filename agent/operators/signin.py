@@ -176,12 +176,17 @@ class SignIn:
         """
         refused = PinError("ID petugas atau PIN salah.", "Wrong staff id or PIN.")
         now = self.clock()
-        with self._lock:
-            failures, locked_until = self._pin_failures.get(staff_id, (0, 0.0))
-            if locked_until > now:
-                raise PinError(f"Masuk dengan PIN dikunci {int(locked_until - now) + 1} detik lagi.",
-                               f"PIN sign-in is locked for {int(locked_until - now) + 1} more seconds.")
+        # Per staff id, and station-wide at three times that, so guessing across many staff
+        # ids is slowed too. Unknown staff ids share the station-wide counter only (bounded memory).
+        keys = [("*", 3 * self.cfg.pin_max_failures)]
         op = self.registry.active(staff_id) if isinstance(staff_id, str) else None
+        if op is not None:
+            keys.append((op.staff_id, self.cfg.pin_max_failures))
+        with self._lock:
+            wait = max((self._pin_failures.get(k, (0, 0.0))[1] - now for k, _ in keys), default=0.0)
+            if wait > 0:
+                raise PinError(f"Masuk dengan PIN dikunci {int(wait) + 1} detik lagi.",
+                               f"PIN sign-in is locked for {int(wait) + 1} more seconds.")
         allowed_roles = set(self.cfg.pin_roles.split(","))
         ok = self.pins is not None and op is not None and self.pins.verify(staff_id, pin)
         if ok and op is not None and op.role not in allowed_roles:
@@ -191,15 +196,16 @@ class SignIn:
                            f"The {op.role} role may not sign in by PIN; use the fingerprint.")
         if not ok or op is None:
             with self._lock:
-                failures += 1
-                lock = now + self.cfg.pin_lock_seconds if failures >= self.cfg.pin_max_failures else 0.0
-                self._pin_failures[staff_id] = (0 if lock else failures, lock)
+                for key, limit in keys:
+                    failures = self._pin_failures.get(key, (0, 0.0))[0] + 1
+                    lock = now + self.cfg.pin_lock_seconds if failures >= limit else 0.0
+                    self._pin_failures[key] = (0 if lock else failures, lock)
             if self.audit is not None:
                 self.audit.record("operator.sign_in_refused", "bad_pin",
                                   operator_id=op.staff_id if op is not None else None)
             raise refused
         with self._lock:
-            self._pin_failures.pop(staff_id, None)
+            self._pin_failures.pop(op.staff_id, None)
         return self._open(op, "pin")
 
     def sign_out(self, reason: str = "manual") -> Current | None:
