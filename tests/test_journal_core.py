@@ -484,3 +484,23 @@ def test_threads_writing_marking_and_reading_at_once(tmp_path: Path) -> None:
     with raw(j) as c:  # every event kept, sent or still pending: none lost to the race
         assert c.execute("SELECT count(*) FROM events WHERE kind = 'enrolled'").fetchone()[0] == 40
     j.close()
+
+
+def test_short_lived_reader_threads_do_not_leak_connections(journal: Journal) -> None:
+    save(journal, "p1", b"data")
+
+    def open_db_files() -> int:
+        fds = Path("/proc/self/fd")
+        return sum(1 for fd in fds.iterdir()
+                   if os.path.realpath(fd) == str(db_path(journal.path.parent)))
+
+    def reader() -> None:
+        assert journal.read_range("p1", 0, 4) == b"data"
+        assert journal.outbox(5)[0].packet_id == "p1"
+
+    before = open_db_files()
+    for _ in range(30):  # like the station API: a new thread per request
+        t = threading.Thread(target=reader)
+        t.start()
+        t.join(10)
+    assert open_db_files() <= before + 4

@@ -122,6 +122,10 @@ def test_kill_minus_nine_at_random_points(tmp_path: Path) -> None:
                 maybe.add(parts[1])
             elif parts and parts[0] == "DELIVERED":
                 delivered.add(parts[1])
-        verify(state_dir, saved, delivered, maybe)
+        try:
+            verify(state_dir, saved, delivered, maybe)
+        except Exception as exc:  # keep the writer's last words with any failure
+            raise AssertionError(f"cycle {cycle}: {exc!r}\nwriter stdout tail: {out[-500:]}"
+                                 f"\nwriter stderr tail: {err[-2000:]}") from exc
     # The test means something only if the writers got packets saved before dying.
     assert kills_after_save > 12 and delivered, (kills_after_save, len(delivered))

@@ -29,7 +29,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -85,6 +85,7 @@ _DDL_RE = re.compile(
 )
 _MAX_EVENT_BYTES = 64 * 1024
 _WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024
+_MAX_IDLE_READERS = 4
 _PACKET_COLS = (
     "packet_id, station_id, created_at, size, sha256, state, priority, attempts, rejects,"
     " confirmed_chunks, confirmed_chunk_size, exported_at, chunk_bytes, last_error, saved_at,"
@@ -353,8 +354,9 @@ class Journal:
         self._cv = threading.Condition(threading.Lock())
         self._owner: threading.Thread | None = None
         self._sink: PacketSink | None = None
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        # Idle read-only connections, reused by whichever thread reads next. A pool, not
+        # thread-locals: the station API serves each request on a new thread.
+        self._idle_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._db: Any = None
         self._warning = False
@@ -446,7 +448,7 @@ class Journal:
                 log.warning("journal checkpoint at close failed: %s", exc)
             conn.close()
         with self._readers_lock:
-            readers, self._readers = self._readers, []
+            readers, self._idle_readers = self._idle_readers, []
         for r in readers:
             r.close()
 
@@ -461,8 +463,11 @@ class Journal:
 
     # ------------------------------------------------------------------ connections
 
-    def _reader(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection for this block (WAL: never waits for the writer)."""
+        with self._readers_lock:
+            conn = self._idle_readers.pop() if self._idle_readers else None
         if conn is None:
             if self._conn is None:
                 raise JournalError("journal is closed")
@@ -470,10 +475,25 @@ class Journal:
                                    timeout=self._wait)
             conn.execute("PRAGMA query_only = ON")
             conn.execute("PRAGMA cache_size = -1024")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             with self._readers_lock:
-                self._readers.append(conn)
-            self._local.conn = conn
-        return conn
+                keep = self._conn is not None and len(self._idle_readers) < _MAX_IDLE_READERS
+                if keep:
+                    self._idle_readers.append(conn)
+            if not keep:
+                conn.close()
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        with self._read() as conn:
+            return conn.execute(sql, params).fetchone()
+
+    def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with self._read() as conn:
+            return conn.execute(sql, params).fetchall()
 
     def _acquire(self) -> None:
         if not self._cv.acquire(timeout=self._wait):
@@ -603,12 +623,11 @@ class Journal:
         log.info("journal %s: %s ok (%d bytes)", self.path.name, pragma, size)
 
     def _recover(self) -> None:
-        reader = self._reader()
-        todo = reader.execute(
+        todo = self._one(
             "SELECT (SELECT count(*) FROM packets WHERE state IN ('writing','sending')) + "
             "(SELECT count(*) FROM chunks WHERE packet_id NOT IN "
             " (SELECT packet_id FROM packets WHERE state NOT IN ('purged','writing')))"
-        ).fetchone()[0]
+        )[0]
         leftovers: list[str] = []
         orphans = reset = 0
         if todo:
@@ -637,9 +656,8 @@ class Journal:
                          "%d sending reset to queued", len(leftovers), orphans, reset)
         # Verify chunk hashes of the backlog now when it is small enough to be quick;
         # otherwise every chunk is still verified when read (read_range) and by `journal check`.
-        backlog = reader.execute(
-            "SELECT coalesce(sum(size), 0) FROM packets WHERE state IN ('queued','sending')"
-        ).fetchone()[0]
+        backlog = self._one(
+            "SELECT coalesce(sum(size), 0) FROM packets WHERE state IN ('queued','sending')")[0]
         try:
             if backlog <= self.cfg.verify_on_open_max_bytes:
                 self.verify_backlog()
@@ -651,12 +669,12 @@ class Journal:
 
     def verify_backlog(self) -> list[str]:
         """Re-hash every queued packet; quarantine (and report) each corrupt one. Returns their ids."""
-        reader = self._reader()
-        ids = [r[0] for r in reader.execute(
+        ids = [r[0] for r in self._all(
             "SELECT packet_id FROM packets WHERE state IN ('queued','sending')")]
         bad: list[str] = []
         for pid in ids:
-            problems = scan_packet(reader, pid)
+            with self._read() as reader:
+                problems = scan_packet(reader, pid)
             if problems:
                 self._quarantine(pid, problems[0])
                 bad.append(pid)
@@ -854,8 +872,7 @@ class Journal:
 
     def packet(self, packet_id: str) -> PacketInfo | None:
         """The packet's info, or None. Purged packets remain as tombstones (state 'purged')."""
-        row = self._reader().execute(
-            f"SELECT {_PACKET_COLS} FROM packets WHERE packet_id = ?", (packet_id,)).fetchone()
+        row = self._one(f"SELECT {_PACKET_COLS} FROM packets WHERE packet_id = ?", (packet_id,))
         return _row_to_info(row) if row else None
 
     def _require(self, conn: sqlite3.Connection, packet_id: str) -> PacketInfo:
@@ -869,18 +886,18 @@ class Journal:
         """Packets to send (queued or sending): priority high first, then oldest first."""
         if limit < 0:
             raise JournalError("limit must be >= 0")
-        rows = self._reader().execute(
+        rows = self._all(
             f"SELECT {_PACKET_COLS} FROM packets WHERE state IN ('queued','sending') "
-            "ORDER BY priority DESC, created_at ASC, packet_id LIMIT ?", (limit,)).fetchall()
+            "ORDER BY priority DESC, created_at ASC, packet_id LIMIT ?", (limit,))
         return [_row_to_info(r) for r in rows]
 
     def packets(self, states: Iterable[str] = UNACKED, limit: int = 1000) -> list[PacketInfo]:
         """Packets in the given states, oldest first (export, status screens)."""
         states = tuple(states)
         marks = ",".join("?" * len(states))
-        rows = self._reader().execute(
+        rows = self._all(
             f"SELECT {_PACKET_COLS} FROM packets WHERE state IN ({marks}) "
-            "ORDER BY created_at, packet_id LIMIT ?", (*states, limit)).fetchall()
+            "ORDER BY created_at, packet_id LIMIT ?", (*states, limit))
         return [_row_to_info(r) for r in rows]
 
     def read_range(self, packet_id: str, offset: int, length: int) -> bytes:
@@ -891,38 +908,38 @@ class Journal:
         """
         if offset < 0 or length < 0:
             raise JournalError(f"read_range: offset {offset} and length {length} must be >= 0")
-        conn = self._reader()
-        conn.execute("BEGIN")  # one snapshot for the metadata and every chunk read
-        try:
-            info = self._require(conn, packet_id)
-            if info.state in (PURGED, WRITING):
-                raise InvalidTransitionError(
-                    f"packet {packet_id} is {info.state}; its bytes are not in the journal")
-            if offset > info.size:
-                raise JournalError(f"read_range: offset {offset} is past the end ({info.size})")
-            end = min(info.size, offset + length)
-            if end <= offset:
-                return b""
-            csize = info.chunk_bytes
-            first, last = offset // csize, (end - 1) // csize
-            parts: list[bytes | memoryview] = []
-            bad: str | None = None
-            expected = first
-            for idx, digest, data in conn.execute(
-                "SELECT idx, sha256, data FROM chunks WHERE packet_id = ? AND idx BETWEEN ? AND ? "
-                "ORDER BY idx", (packet_id, first, last)):
-                if idx != expected or hashlib.sha256(data).digest() != digest:
-                    bad = f"chunk {expected} missing or not matching its SHA-256"
-                    break
-                base = idx * csize
-                lo, hi = max(offset - base, 0), min(end - base, len(data))
-                # A whole chunk (the uplink's usual request) is returned without a copy.
-                parts.append(data if (lo, hi) == (0, len(data)) else memoryview(data)[lo:hi])
-                expected += 1
-            if bad is None and expected != last + 1:
-                bad = f"chunk {expected} missing"
-        finally:
-            conn.execute("COMMIT")
+        with self._read() as conn:
+            conn.execute("BEGIN")  # one snapshot for the metadata and every chunk read
+            try:
+                info = self._require(conn, packet_id)
+                if info.state in (PURGED, WRITING):
+                    raise InvalidTransitionError(
+                        f"packet {packet_id} is {info.state}; its bytes are not in the journal")
+                if offset > info.size:
+                    raise JournalError(f"read_range: offset {offset} is past the end ({info.size})")
+                end = min(info.size, offset + length)
+                if end <= offset:
+                    return b""
+                csize = info.chunk_bytes
+                first, last = offset // csize, (end - 1) // csize
+                parts: list[bytes | memoryview] = []
+                bad: str | None = None
+                expected = first
+                for idx, digest, data in conn.execute(
+                    "SELECT idx, sha256, data FROM chunks WHERE packet_id = ? AND idx BETWEEN ? AND ? "
+                    "ORDER BY idx", (packet_id, first, last)):
+                    if idx != expected or hashlib.sha256(data).digest() != digest:
+                        bad = f"chunk {expected} missing or not matching its SHA-256"
+                        break
+                    base = idx * csize
+                    lo, hi = max(offset - base, 0), min(end - base, len(data))
+                    # A whole chunk (the uplink's usual request) is returned without a copy.
+                    parts.append(data if (lo, hi) == (0, len(data)) else memoryview(data)[lo:hi])
+                    expected += 1
+                if bad is None and expected != last + 1:
+                    bad = f"chunk {expected} missing"
+            finally:
+                conn.execute("COMMIT")
         if bad is not None:
             self._quarantine(packet_id, bad)
             raise CorruptPacketError(f"packet {packet_id}: {bad}; quarantined")
@@ -1073,9 +1090,9 @@ class Journal:
 
     def pending_events(self, limit: int) -> list[EventRow]:
         """Events not yet marked sent, oldest first."""
-        rows = self._reader().execute(
+        rows = self._all(
             "SELECT id, kind, payload, created_at FROM events WHERE sent_at IS NULL "
-            "ORDER BY id LIMIT ?", (limit,)).fetchall()
+            "ORDER BY id LIMIT ?", (limit,))
         return [EventRow(id=r[0], kind=r[1], payload=json.loads(r[2]), created_at=r[3])
                 for r in rows]
 
@@ -1088,6 +1105,14 @@ class Journal:
                          (self._now(), event_id))
 
     # ------------------------------------------------------------------ other modules' tables
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read-only statement on this thread's read connection (other modules' tables)."""
+        try:
+            with self._read() as conn:
+                return [tuple(r) for r in conn.execute(sql, tuple(params)).fetchall()]
+        except sqlite3.Error as exc:
+            raise _map_sqlite_error(exc, "query") from exc
 
     def register_schema(self, name: str, ddl_sql: str) -> None:
         """Create another module's tables: only ``CREATE TABLE|INDEX|VIEW IF NOT EXISTS`` statements."""
@@ -1121,11 +1146,11 @@ class Journal:
 
     def headroom(self) -> Headroom:
         """Can one more ``max_packet_bytes`` packet fit (quota and free-disk floor)? With a message."""
-        conn = self._reader()
-        used = self._used_bytes(conn)
-        waiting, oldest = conn.execute(
-            "SELECT count(*), min(created_at) FROM packets "
-            "WHERE state IN ('queued','sending','quarantined')").fetchone()
+        with self._read() as conn:
+            used = self._used_bytes(conn)
+            waiting, oldest = conn.execute(
+                "SELECT count(*), min(created_at) FROM packets "
+                "WHERE state IN ('queued','sending','quarantined')").fetchone()
         free = shutil.disk_usage(self.path.parent).free
         if not self._reserve_path.exists():
             self._ensure_reserve(free)
@@ -1137,8 +1162,14 @@ class Journal:
 
     def _update_watermark(self, used: int | None = None) -> bool:
         """Raise or clear the storage warning with hysteresis; journal an event on each change."""
+        owner = self._owner
+        if owner is not None:
+            # A packet is streaming in: do not make a status call wait for it; the next
+            # call (after commit) records the change.
+            return self._warning
         if used is None:
-            used = self._used_bytes(self._reader())
+            with self._read() as conn:
+                used = self._used_bytes(conn)
         share = used / self.cfg.max_bytes
         if not self._warning and share >= self.cfg.high_watermark:
             new = True
@@ -1162,7 +1193,7 @@ class Journal:
         return new
 
     def _meta_get(self, key: str) -> str | None:
-        row = self._reader().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
         return None if row is None else str(row[0])
 
     def _now(self) -> str:
