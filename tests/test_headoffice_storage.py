@@ -97,7 +97,9 @@ def test_chunks_assemble_into_the_exact_bytes(make_storage: Callable[[], Storage
     rec = None
     for meta, chunk in reversed(parts):  # order must not matter
         rec = s.put_chunk(meta, chunk)
-    assert rec is not None and rec.complete and rec.missing == []
+    assert rec is not None and rec.complete and rec.received_count == 6
+    full = s.packet("p-1")
+    assert full is not None and full.missing == []
     final = assemble(s, rec, "me", accept, 30)
     assert final is not None and final.state == STORED
     assert s.packet_path(final).read_bytes() == data
@@ -112,8 +114,12 @@ def test_duplicate_chunks_are_idempotent_and_stored_packet_not_rewritten(
     parts = metas(data)
     for meta, chunk in parts + parts[:2]:
         rec = s.put_chunk(meta, chunk)
-    assert rec.received == frozenset({0, 1, 2})
-    final = assemble(s, s.packet("p-1") or rec, "me", accept, 30)
+    assert rec.received_count == 3 and rec.received is None
+    with pytest.raises(ValueError, match="without chunk indices"):
+        _ = rec.missing  # put_chunk's answer carries the count only
+    full = s.packet("p-1")
+    assert full is not None and full.received == frozenset({0, 1, 2}) and full.missing == []
+    final = assemble(s, full, "me", accept, 30)
     assert final is not None and final.state == STORED
     mtime = s.packet_path(final).stat().st_mtime_ns
     for meta, chunk in parts:

@@ -87,14 +87,19 @@ class PacketRecord:
     chunk_size: int
     packet_size: int | None
     packet_sha256: str | None
-    received: frozenset[int]
+    #: indices of the chunks held; None when only their number was read (put_chunk's answer,
+    #: which must not cost O(chunks) per chunk for a packet of thousands of chunks)
+    received: frozenset[int] | None
+    received_count: int
     reason: str | None = None
     stored_at: float | None = None
     path: str | None = None
 
     @property
     def missing(self) -> list[int]:
-        """Chunk indices not yet received."""
+        """Chunk indices not yet received (needs a record read with its indices)."""
+        if self.received is None:
+            raise ValueError("record was read without chunk indices; use Storage.packet()")
         return [i for i in range(self.chunks) if i not in self.received]
 
     @property
@@ -103,7 +108,7 @@ class PacketRecord:
         return (
             self.packet_size is not None
             and self.packet_sha256 is not None
-            and len(self.received) == self.chunks
+            and self.received_count == self.chunks
         )
 
 
@@ -129,6 +134,7 @@ class Storage(abc.ABC):
     def put_chunk(self, meta: ChunkMeta, data: bytes) -> PacketRecord:
         """Durably record one chunk (idempotent); return the packet's state afterwards.
 
+        The returned record has ``received_count`` but not the indices (``received`` is None).
         A chunk of an already stored packet is not written again. Raises ChunkRefused when the
         chunk contradicts the packet (other station, other chunk count/size, other packet hash).
         """

@@ -185,25 +185,35 @@ class SqlStorage(Storage):
                         (meta.packet_size, meta.packet_sha256, meta.packet_id),
                     )
                 self._insert_chunk(cur, meta, data)
-            record = self._record(cur, meta.packet_id)
+            record = self._record(cur, meta.packet_id, indices=False)
         if record is None:
             raise StorageError(f"packet {meta.packet_id} vanished from the index")
         return record
 
-    def _record(self, cur: Cursor, packet_id: str) -> PacketRecord | None:
+    def _record(self, cur: Cursor, packet_id: str, *, indices: bool = True
+                ) -> PacketRecord | None:
         row = cur.one(f"SELECT {_PACKET_COLS} FROM ho_packets WHERE packet_id = ?", (packet_id,))
         if row is None:
             return None
-        received: frozenset[int] = frozenset()
+        received: frozenset[int] | None = frozenset()
+        count = 0
         if row[2] in (RECEIVING, ASSEMBLING):
-            received = frozenset(
-                int(r[0]) for r in cur.all("SELECT idx FROM ho_chunks WHERE packet_id = ?",
-                                           (packet_id,))
-            )
+            if indices:
+                received = frozenset(
+                    int(r[0]) for r in cur.all("SELECT idx FROM ho_chunks WHERE packet_id = ?",
+                                               (packet_id,))
+                )
+                count = len(received)
+            else:
+                received = None
+                counted = cur.one("SELECT count(*) FROM ho_chunks WHERE packet_id = ?",
+                                  (packet_id,))
+                count = int(counted[0]) if counted else 0
         return PacketRecord(
             packet_id=row[0], station_id=row[1], state=row[2], chunks=int(row[3]),
             chunk_size=int(row[4]), packet_size=None if row[5] is None else int(row[5]),
-            packet_sha256=row[6], received=received, reason=row[7], stored_at=row[8], path=row[9],
+            packet_sha256=row[6], received=received, received_count=count, reason=row[7],
+            stored_at=row[8], path=row[9],
         )
 
     def packet(self, packet_id: str) -> PacketRecord | None:
