@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from agent.config import Config
 from agent.logs import setup_logging
@@ -39,19 +39,21 @@ class Component(Protocol):
         """A short STATUS= fragment (for example "backlog 3")."""
 
 
-# Factories that build the daemon's components from the config, registered by the modules
-# that own them (journal, devices, uplink, API). Kept as a list so startup order is explicit.
+# Factories that build the daemon's components from the config; agent/station.py lists them in
+# start-up order (journal, devices, enrollment, printing, uplink).
 ComponentFactory = Callable[[Config, "Daemon"], Component | None]
-COMPONENT_FACTORIES: list[ComponentFactory] = []
 
 
 class Daemon:
     """The running station."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, factories: list[ComponentFactory] | None = None) -> None:
         self.config = config
         self.stopping = threading.Event()
         self.components: list[Component] = []
+        # Started parts by name, so later parts can find earlier ones (the uplink finds the journal).
+        self.parts: dict[str, Any] = {}
+        self._factories = factories
         self._lock: IO[bytes] | None = None
 
     def run(self) -> int:
@@ -63,7 +65,11 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_signal)
         started = time.monotonic()
         try:
-            for factory in COMPONENT_FACTORIES:
+            if self._factories is None:
+                from agent.station import FACTORIES
+
+                self._factories = list(FACTORIES)
+            for factory in self._factories:
                 component = factory(self.config, self)
                 if component is None:
                     continue

@@ -1,0 +1,332 @@
+"""The station daemon's parts, wired together in start-up order.
+
+    journal -> devices -> enrollment (sessions, sealer, station API, KPIs) -> printing -> uplink
+
+Each part is a daemon component (agent.daemon.Component) that owns its resource and threads.
+Later parts find earlier ones in ``daemon.parts``. Importing this module registers the
+factories; ``rekam run`` imports it through agent.daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from agent.config import Config
+
+if TYPE_CHECKING:
+    from agent.daemon import Daemon
+
+log = logging.getLogger(__name__)
+
+
+class JournalPart:
+    """Owns the journal: opened (with recovery) at start, purged periodically, closed at stop."""
+
+    name = "journal"
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.journal: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Open the journal (integrity check and recovery run here)."""
+        from agent import kpi
+        from agent.journal import Journal
+
+        self.journal = Journal.open(self.config.state_dir, self.config.journal)
+        kpi.install(self.journal)
+        self._thread = threading.Thread(target=self._maintain, name="journal-maintenance", daemon=True)
+        self._thread.start()
+
+    def _maintain(self) -> None:
+        # Retention > 0 keeps acknowledged packets for a while; purge them when they are due.
+        while not self._stop.wait(60.0):
+            try:
+                self.journal.purge_due()
+            except Exception:
+                log.exception("journal maintenance failed")
+
+    def stop(self) -> None:
+        """Close the journal (flushes; nothing is lost)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self.journal is not None:
+            self.journal.close()
+
+    def healthy(self) -> bool:
+        """The maintenance thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def status(self) -> str:
+        """Backlog for STATUS=."""
+        try:
+            room = self.journal.headroom()
+        except Exception:  # noqa: BLE001 - a status line must never raise
+            return "journal error"
+        return f"backlog {room.backlog_packets}"
+
+
+class EnrollmentPart:
+    """Sessions, the sealer, KPIs and the station API."""
+
+    name = "enrollment"
+
+    def __init__(self, config: Config, daemon: Daemon) -> None:
+        self.config = config
+        self.daemon = daemon
+        self.api: Any = None
+        self.sessions: Any = None
+
+    def start(self) -> None:
+        """Build the workflow objects and start serving the API on 127.0.0.1."""
+        from agent import kpi
+        from agent.api.server import StationApi, api_token_path, load_or_create_token
+        from agent.workflow.capture import DeviceCaptureProvider
+        from agent.workflow.manager import SessionManager
+
+        journal = self.daemon.parts["journal"].journal
+        devices = self.daemon.parts.get("devices")
+        sealer = LazySealer(self.config, journal)
+        self.sessions = SessionManager(self.config, headroom=journal.headroom)
+        tz = self.config.station.timezone
+
+        def keep_service_times(session: Any) -> None:
+            if session.packet_id is not None:
+                kpi.record_session(KpiStore(journal), session.service_record(), tz=tz)
+                uplink = self.daemon.parts.get("uplink")
+                if uplink is not None:
+                    uplink.wake()
+
+        self.sessions.on_finished.append(keep_service_times)
+        provider = DeviceCaptureProvider(self.config, devices) if devices is not None else _NoDevices()
+        if not self.config.api.enabled:
+            return
+        token = load_or_create_token(api_token_path(self.config))
+        self.api = StationApi(
+            self.config, sessions=self.sessions, provider=provider, sealer=sealer, token=token,
+            devices=(lambda: list(devices.snapshot()["devices"])) if devices is not None else list,
+            kpis=lambda: today_kpis(self.config, journal),
+            preview=_preview(devices),
+        )
+        self.api.start()
+
+    def stop(self) -> None:
+        """Stop the API (a capture in flight is abandoned by the device manager's stop)."""
+        if self.api is not None:
+            self.api.stop()
+
+    def healthy(self) -> bool:
+        """The API thread is alive (or the API is off)."""
+        return self.api is None or bool(self.api.healthy())
+
+    def status(self) -> str:
+        """Open sessions."""
+        return f"{len(self.sessions.snapshot())} sessions open" if self.sessions else ""
+
+
+class PrintingPart:
+    """Print orders from head office, printed on the printer device's owner thread."""
+
+    name = "printing"
+
+    def __init__(self, config: Config, daemon: Daemon) -> None:
+        self.config = config
+        self.daemon = daemon
+        self.service: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Create the print service over the journal and start the print loop."""
+        from agent.keys import KeyStoreError, keys_dir, load_headoffice_public
+        from agent.printing.service import PrintService
+
+        journal = self.daemon.parts["journal"].journal
+        kdir = keys_dir(self.config.state_dir)
+
+        def ho_keys() -> dict[str, Any]:
+            # Read at each order so a key rotation takes effect without a restart.
+            try:
+                return load_headoffice_public(kdir).verify_keys()
+            except KeyStoreError:
+                return {}  # no trusted head-office key yet: every order is refused
+
+        self.service = PrintService(journal, station_id=self.config.station.id, headoffice_keys=ho_keys,
+                                    low_stock_days=self.config.printer.low_stock_days)
+        self._thread = threading.Thread(target=self._loop, name="print-loop", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        devices = self.daemon.parts.get("devices")
+        while not self._stop.is_set():
+            self.service.wake.wait(5.0)
+            self.service.wake.clear()
+            if self._stop.is_set() or devices is None:
+                continue
+            names = devices.by_role("printer")
+            if not names:
+                continue
+            try:
+                devices.call(names[0], lambda d, _cancel: self.service.print_pending(d),
+                             timeout=600.0, label="print_pending")
+            except Exception as exc:  # noqa: BLE001 - a printer fault must not end the loop
+                log.warning("printing paused: %s", type(exc).__name__)
+            uplink = self.daemon.parts.get("uplink")
+            if uplink is not None:
+                uplink.wake()
+
+    def stop(self) -> None:
+        """Stop the print loop (a job in progress is finished by the device thread or marked uncertain)."""
+        self._stop.set()
+        if self.service is not None:
+            self.service.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def healthy(self) -> bool:
+        """The print loop is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def status(self) -> str:
+        """No STATUS fragment."""
+        return ""
+
+
+class LazySealer:
+    """Loads the keys at the first seal, so a station without keys still starts and says why."""
+
+    def __init__(self, config: Config, journal: Any) -> None:
+        self.config = config
+        self.journal = journal
+        self._sealer: Any = None
+
+    def seal(self, session: Any) -> str:
+        """Seal through agent.packet.enrollment.JournalSealer."""
+        from agent.keys import KeyStoreError, keys_dir
+        from agent.packet.enrollment import JournalSealer
+        from agent.workflow.session import WorkflowError
+
+        if self._sealer is None:
+            try:
+                self._sealer = JournalSealer.from_keys_dir(
+                    self.journal, self.config.station.id, keys_dir(self.config.state_dir))
+            except KeyStoreError as exc:
+                raise WorkflowError(
+                    "keys_missing", 503,
+                    "Kunci stasiun belum dipasang; hubungi teknisi (rekam keys init, rekam keys trust-headoffice).",
+                    f"Station keys are not installed: {exc}",
+                ) from exc
+        return str(self._sealer.seal(session))
+
+
+class KpiStore:
+    """The journal seen as an agent.kpi.Store (register_schema, transaction, query)."""
+
+    def __init__(self, journal: Any) -> None:
+        self.journal = journal
+
+    def register_schema(self, name: str, ddl_sql: str) -> None:
+        """Pass through."""
+        self.journal.register_schema(name, ddl_sql)
+
+    def transaction(self) -> Any:
+        """Pass through."""
+        return self.journal.transaction()
+
+    def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        """Read rows through the journal's read connection."""
+        return list(self.journal.query(sql, params))
+
+
+def today_kpis(config: Config, journal: Any) -> dict[str, Any]:
+    """Today's service-time figures (office-local day)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from agent import kpi
+
+    day = datetime.now(ZoneInfo(config.station.timezone)).date().isoformat()
+    return kpi.daily(KpiStore(journal), day, tz=config.station.timezone,
+                     standard_seconds=config.session.service_standard_seconds)
+
+
+class _NoDevices:
+    """Capture provider for a station with no devices configured: every capture says so."""
+
+    def capture(self, item: str, *, language: str, context: Any = None) -> Any:
+        from agent.workflow.session import WorkflowError
+
+        raise WorkflowError("no_device", 503, "Tidak ada perangkat di konfigurasi stasiun.",
+                            "No devices are configured on this station.")
+
+
+def _preview(devices: Any) -> Any:
+    if devices is None or not devices.by_role("camera"):
+        return None
+    name = devices.by_role("camera")[0]
+
+    def frames() -> Any:
+        # One preview at a time holds the camera; a capture waits for the viewer to go away.
+        yield from devices.call(name, lambda d, cancel: list(d.preview(stop=cancel, max_frames=150)),
+                                timeout=30.0, label="preview")
+
+    return frames
+
+
+def _journal(config: Config, daemon: Daemon) -> JournalPart:
+    part = JournalPart(config)
+    daemon.parts["journal"] = part
+    return part
+
+
+def _devices(config: Config, daemon: Daemon) -> Any:
+    from agent.devices import device_component
+
+    manager = device_component(config, daemon)
+    if manager is not None:
+        daemon.parts["devices"] = manager
+    return manager
+
+
+def _enrollment(config: Config, daemon: Daemon) -> EnrollmentPart:
+    part = EnrollmentPart(config, daemon)
+    daemon.parts["enrollment"] = part
+    return part
+
+
+def _printing(config: Config, daemon: Daemon) -> PrintingPart | None:
+    if not config.printer.enabled:
+        return None
+    part = PrintingPart(config, daemon)
+    daemon.parts["printing"] = part
+    return part
+
+
+def _uplink(config: Config, daemon: Daemon) -> Any:
+    from agent.uplink import make_component
+
+    uplink = make_component(config, daemon)
+    if uplink is None:
+        return None
+    printing = daemon.parts.get("printing")
+    if printing is not None and printing.service is not None:
+        service = printing.service
+        uplink.register_handler("print/order", service.on_order_body)
+        uplink.add_outbox("print/result", service.pending_results, service.mark_result_sent)
+        uplink.add_telemetry_provider(service.telemetry)
+    devices = daemon.parts.get("devices")
+    if devices is not None:
+        uplink.add_telemetry_provider(lambda: {"devices": [
+            {"name": d["name"], "state": d["state"]} for d in devices.snapshot()["devices"]]})
+    journal = daemon.parts["journal"].journal
+    uplink.add_telemetry_provider(lambda: {"kpi": today_kpis(config, journal)["total"]})
+    daemon.parts["uplink"] = uplink
+    return uplink
+
+
+FACTORIES = [_journal, _devices, _enrollment, _printing, _uplink]
