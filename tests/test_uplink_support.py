@@ -82,14 +82,16 @@ def uplink_cfg(port: int, **over: Any) -> UplinkConfig:
 
 
 def save_packets(journal: Journal, station: str, sizes: list[int], *,
-                 seed: int = 1, created: str = "2026-11-01T08:00:00.000000Z") -> dict[str, bytes]:
+                 seed: int = 1, created: str = "2026-11-01T08:00:00.000000Z",
+                 priority: int = 0) -> dict[str, bytes]:
     """Write packets of the given sizes into the journal; return packet_id -> bytes."""
     rng = random.Random(seed)
     out: dict[str, bytes] = {}
     for n, size in enumerate(sizes):
         pid = f"p{seed:03d}-{n:04d}"
         data = rng.randbytes(size)
-        with journal.begin_packet(pid, station_id=station, created_at=created) as sink:
+        with journal.begin_packet(pid, station_id=station, created_at=created,
+                                  priority=priority) as sink:
             for i in range(0, size, 100_000):  # streamed in pieces, as the packet writer does
                 sink.write(data[i:i + 100_000])
             sink.commit()
@@ -120,6 +122,7 @@ class HeadOffice:
         self.events: list[dict[str, Any]] = []
         self.statuses: list[bytes] = []
         self.print_results: list[bytes] = []
+        self.first_seen: list[str] = []  # packet ids in the order their first chunk came
         self.acks_sent: list[dict[str, Any]] = []
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv5)
@@ -167,6 +170,8 @@ class HeadOffice:
         props = dict(getattr(msg.properties, "UserProperty", []) or [])
         pid = props["packet_id"]
         with self.lock:
+            if pid not in self.first_seen:
+                self.first_seen.append(pid)
             meta = self.meta.setdefault(pid, {})
             meta["chunks"] = int(props["chunks"])
             meta["chunk_size"] = int(props["chunk_size"])

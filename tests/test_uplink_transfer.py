@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -178,3 +180,40 @@ def test_print_results_outbox_marked_sent_on_puback(mosquitto: Mosquitto,
         up.stop()
         ho.stop()
     assert sorted(ho.print_results) == sorted(results.values())
+
+
+def test_order_priority_then_today_then_oldest(mosquitto: Mosquitto, journal: Journal) -> None:
+    today = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+    old = save_packets(journal, STATION, [1000, 1000], seed=31,
+                       created="2026-01-01T08:00:00.000000Z")
+    older = save_packets(journal, STATION, [1000], seed=32, created="2025-12-01T08:00:00.000000Z")
+    fresh = save_packets(journal, STATION, [1000], seed=33, created=today)
+    urgent = save_packets(journal, STATION, [1000], seed=34,
+                          created="2026-02-01T08:00:00.000000Z", priority=5)
+    ho = HeadOffice(mosquitto.port).start()
+    # One packet at a time, so the order of first chunks is the station's sending order.
+    up = make_uplink(journal, mosquitto.port, inflight_window=1, max_unacked_packets=1)
+    up.start()
+    try:
+        wait_for(lambda: len(ho.stored) == 5, 30, "all five packets")
+    finally:
+        up.stop()
+        ho.stop()
+    assert ho.first_seen == [*urgent, *fresh, *older, *old]
+
+
+def test_component_factory_needs_the_journal(tmp_path: Path, journal: Journal) -> None:
+    from agent.config import parse_config
+    from agent.uplink import UplinkConfigError, make_component
+
+    cfg = parse_config({"station": {"id": STATION, "state_dir": str(tmp_path)},
+                        "uplink": {"transport": "tcp", "port": 1883}})
+    daemon = SimpleNamespace(components=[])
+    with pytest.raises(UplinkConfigError, match="journal"):
+        make_component(cfg, daemon)
+    daemon.components.append(SimpleNamespace(name="journal", journal=journal))
+    up = make_component(cfg, daemon)
+    assert up is not None and up.name == "uplink" and up.topics.station_id == STATION
+    assert up.validator.public_keys() == {}  # no head-office key installed: all refused
+    off = parse_config({"uplink": {"enabled": False}})
+    assert make_component(off, daemon) is None
