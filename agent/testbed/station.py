@@ -26,7 +26,8 @@ def emulated_devices(*, printer: bool = True) -> dict[str, dict[str, Any]]:
         "tenprint": {"driver": "tenprint-emulator", "url": "emu://tenprint?name=station", "role": "tenprint"},
         "camera": {"driver": "v4l2", "url": "emu://camera?name=station", "role": "camera"},
         "iris": {"driver": "iris-emulator", "url": "emu://iris?name=station", "role": "iris"},
-        "signature": {"driver": "evdev", "url": "emu://signature?name=station", "role": "signature"},
+        "signature": {"driver": "evdev", "url": "emu://signature?name=station&autosign=1", "role": "signature",
+                      "options": {"idle_end_s": 0.5}},
     }
     if printer:
         devices["printer"] = {"driver": "evolis", "url": "emulator", "role": "printer"}

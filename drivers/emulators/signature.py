@@ -125,6 +125,8 @@ class EmulatedPenTablet:
         self.grab_busy = False
         self.grabbed = False
         self.open_fds: set[int] = set()
+        # A simulated applicant who signs whenever the driver starts a capture (demo, e2e tests).
+        self.autosign = False
         self._write_fd: int | None = None
         self._writers: list[threading.Thread] = []
 
@@ -198,10 +200,20 @@ class EmulatedPenTablet:
         self.join()
 
     def read(self, fd: int, size: int) -> bytes:
-        """Real read(2) on the pipe; ENODEV once unplugged."""
+        """Real read(2) on the pipe; ENODEV once unplugged.
+
+        With ``autosign``, an empty pipe read (the driver draining stale events as a capture
+        starts) makes the simulated applicant sign, unless a signature is still being written.
+        """
         if self.vanished:
             raise OSError(errno.ENODEV, "No such device")
-        return os.read(fd, size)
+        try:
+            return os.read(fd, size)
+        except BlockingIOError:
+            if self.autosign and not any(t.is_alive() for t in self._writers):
+                self._writers = []
+                self.sign()
+            raise
 
     def wait_readable(self, fd: int, timeout_s: float) -> bool:
         """Real select(2) on the pipe."""

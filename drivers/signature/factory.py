@@ -1,7 +1,8 @@
 """``driver = "evdev"``: a signature pad from ``[devices.NAME]`` (see ``drivers.registry``).
 
 url: an event node (``/dev/input/eventN``, better ``/dev/input/by-id/...-event-mouse`` or a
-udev symlink) or ``emu://signature?name=NAME`` for the emulated tablet over a pipe.
+udev symlink) or ``emu://signature?name=NAME`` for the emulated tablet over a pipe
+(``&autosign=1``: a simulated applicant signs whenever a capture starts; demo and e2e tests).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def from_spec(spec: DeviceSpec) -> EvdevSignaturePad:
 
         query = emu_url(spec, "signature")
         tablet = hardware(query.get("name", "default"))
+        tablet.autosign = query.get("autosign", "") in ("1", "true", "yes")
         syscalls = tablet
         path = tablet.path
     elif not path:
