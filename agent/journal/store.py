@@ -3,7 +3,7 @@
 One SQLite file in WAL mode in the state directory. One writer: every change goes through
 one connection guarded by a condition variable, and each wait for it is bounded by
 ``journal.write_wait_seconds``. Readers (outbox, read_range, headroom) use their own
-per-thread connections, so the uplink reads while a packet is being written.
+pooled read-only connections, so the uplink reads while a packet is being written.
 
 A packet is written inside ONE write transaction that begin_packet opens and commit()
 closes with ``synchronous=FULL`` (the WAL is fsynced before COMMIT returns). That is the
