@@ -217,3 +217,21 @@ def test_component_factory_needs_the_journal(tmp_path: Path, journal: Journal) -
     assert up.validator.public_keys() == {}  # no head-office key installed: all refused
     off = parse_config({"uplink": {"enabled": False}})
     assert make_component(off, daemon) is None
+
+
+def test_more_packets_in_transfer_than_one_outbox_scan(mosquitto: Mosquitto,
+                                                       journal: Journal) -> None:
+    # Regression: with more unacknowledged packets than one outbox read returns, the sender
+    # must look past the packets it already has in transfer instead of stalling.
+    from agent.uplink.sender import OUTBOX_SCAN
+
+    packets = save_packets(journal, STATION, [100] * (OUTBOX_SCAN + 20), seed=41)
+    ho = HeadOffice(mosquitto.port, answer=False).start()
+    up = make_uplink(journal, mosquitto.port, max_unacked_packets=1000, ack_timeout_seconds=600)
+    up.start()
+    try:
+        wait_for(lambda: len(ho.first_seen) == len(packets), 60, "every packet sent once")
+    finally:
+        up.stop()
+        ho.stop()
+    assert sorted(ho.first_seen) == sorted(packets)

@@ -361,7 +361,9 @@ class Sender:
         if not self._candidates and now < self._empty_until:
             return None
         if not self._candidates or now - self._candidates_at > OUTBOX_REFRESH_SECONDS:
-            rows = [p for p in self.journal.outbox(OUTBOX_SCAN) if p.packet_id not in self.packets]
+            # The packets already in transfer are in the outbox too: look past them.
+            rows = [p for p in self.journal.outbox(len(self.packets) + OUTBOX_SCAN)
+                    if p.packet_id not in self.packets]
             if self.today_first:
                 today = self._today_start()
                 # Priority first, then today's before older, then oldest first. created_at is
