@@ -394,3 +394,17 @@ def test_pin_guessing_across_staff_ids_locks_station_wide(journal: Journal, rig:
     assert len(signin._pin_failures) == 1  # unknown ids are not remembered one by one
     clocks.advance(61)
     assert signin.sign_in_pin("tech01", "482913").staff_id == "tech01"
+
+
+def test_late_sign_out_keeps_the_earlier_idle_end(journal: Journal, rig: tuple[ZfmEmulator, DirectAccess]) -> None:
+    emu, access = rig
+    clocks = Clocks(datetime(2026, 11, 2, 0, 0, tzinfo=UTC))
+    reg = OperatorRegistry(journal)
+    enroll(reg, emu, access, "199001")
+    signin = SignIn(journal, reg, config(idle_signout_seconds=60), access=access,
+                    clock=clocks.monotonic, wall=clocks.wall)
+    emu.place_finger("199001-right-index")
+    signin.sign_in_fingerprint(timeout=0.3)
+    clocks.advance(3 * 3600)  # left the desk; taps "sign out" three hours later
+    assert signin.sign_out() is None
+    assert query(journal, "SELECT out_reason, mono_seconds FROM operator_shifts") == [("idle", 60.0)]

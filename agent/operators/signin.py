@@ -209,8 +209,14 @@ class SignIn:
         return self._open(op, "pin")
 
     def sign_out(self, reason: str = "manual") -> Current | None:
-        """Sign the current operator out; returns who it was (None when nobody was)."""
+        """Sign the current operator out; returns who it was (None when nobody was).
+
+        The checks run first: an operator idle past the limit (or past midnight) was already
+        signed out then, and that earlier end is what the shift keeps, not this late tap.
+        """
         with self._lock:
+            if self.current() is None:
+                return None
             return self._end(reason)
 
     # ------------------------------------------------------------------ checks
