@@ -311,6 +311,18 @@ class DiagnosticsConfig:
 
     enabled: bool = key("Serve the diagnostics page.", True)
     port: int = key("TCP port on 127.0.0.1.", 8471, minimum=1, maximum=65535)
+    self_test_timeout_seconds: float = key(
+        "Longest a device self-test started from the page or `rekam selftest` may take.",
+        30.0, minimum=1.0, maximum=600.0,
+    )
+    chart_days: int = key("Days shown in the backlog and per-kelurahan charts.", 7, minimum=1, maximum=90)
+    forecast_window_days: int = key(
+        "Days of past growth used to forecast when the journal quota is reached.", 7, minimum=1, maximum=90,
+    )
+    clock_jump_seconds: float = key(
+        "A wall-clock step larger than this (against the monotonic clock) is reported as a jump.",
+        120.0, minimum=1.0,
+    )
 
 
 @dataclass(frozen=True)
@@ -417,6 +429,23 @@ class OperatorsConfig:
 
 
 @dataclass(frozen=True)
+class PowerConfig:
+    """[power] the UPS, read from Network UPS Tools (upsd on this machine)."""
+
+    enabled: bool = key("Watch a UPS through upsd.", False)
+    host: str = key("upsd host (only this machine is supported).", "127.0.0.1",
+                    choices=("127.0.0.1", "::1", "localhost"))
+    port: int = key("upsd TCP port.", 3493, minimum=1, maximum=65535)
+    ups: str = key("UPS name as upsd knows it (ups.conf section).", "ups", pattern=r"[A-Za-z0-9_.-]{1,64}")
+    poll_seconds: float = key("How often the UPS is asked for its state.", 5.0, minimum=0.1, maximum=300.0)
+    timeout_seconds: float = key("Longest wait for one upsd answer.", 3.0, minimum=0.1, maximum=60.0)
+    low_battery_percent: int = key(
+        "On battery at or below this charge, new sessions are refused (the one in progress finishes).",
+        50, minimum=0, maximum=100,
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole agent configuration."""
 
@@ -432,6 +461,7 @@ class Config:
     printer: PrinterConfig = field(default_factory=PrinterConfig)
     office: OfficeConfig = field(default_factory=OfficeConfig)
     operators: OperatorsConfig = field(default_factory=OperatorsConfig)
+    power: PowerConfig = field(default_factory=PowerConfig)
     source: Path | None = None
 
     @property
