@@ -129,3 +129,22 @@ def test_report_month_csv(station: tuple[Path, ZfmEmulator], capsys: pytest.Capt
     for bad in ("2026-13", "2026-11-01", "nov"):
         assert main(["report", "--month", bad, "--config", str(cfg)]) == 2
     assert "YYYY-MM" in capsys.readouterr().err
+
+
+def test_restore_after_module_swap(station: tuple[Path, ZfmEmulator], capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, emu = station
+    emu.place_finger("op-b")
+    assert main(["operators", "enroll", "op01", "--name", "N", "--no-lift", "--config", str(cfg)]) == 0
+    template = emu.library[0]
+    emu.library.clear()  # the replacement module is empty
+    assert main(["operators", "sign-in-test", "--config", str(cfg)]) == 2
+    assert main(["operators", "restore", "--config", str(cfg)]) == 0
+    assert "1 templates restored" in capsys.readouterr().out
+    assert emu.library == {0: template}
+    assert main(["operators", "sign-in-test", "--config", str(cfg)]) == 0
+    key = cfg.parent / "state" / "keys" / "operator_templates.key"
+    key.write_bytes(b"\x01" * 32)  # a different key: the stored copy no longer opens
+    emu.library.clear()
+    assert main(["operators", "restore", "--config", str(cfg)]) == 2
+    out = capsys.readouterr()
+    assert "0 templates restored" in out.out and "op01 do not open" in out.err and emu.library == {}

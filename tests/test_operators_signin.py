@@ -341,7 +341,7 @@ def test_restore_refills_a_replaced_module(journal: Journal, rig: tuple[ZfmEmula
     slot = enroll(reg, emu, access, "199001")
     original = emu.library[slot]
     emu.library.clear()  # a new, empty module in its place
-    assert reg.restore(access) == 1
+    assert reg.restore(access) == (1, [])
     assert emu.library[slot] == original
     signin = SignIn(journal, reg, config(), access=access)
     emu.place_finger("199001-right-index")

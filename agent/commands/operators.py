@@ -147,8 +147,11 @@ def run(args: argparse.Namespace) -> int:
                         op, score = registry.identify(access, timeout=timeout)
                         print(f"{op.staff_id} ({op.role}), score {score}; nobody was signed in")
                     else:
-                        n = registry.restore(access)
+                        n, skipped = registry.restore(access)
                         print(f"{n} templates restored")
+                        if skipped:
+                            raise CliError(f"stored templates of {', '.join(skipped)} do not open (wrong "
+                                           "template key?); enrol them again")
                 finally:
                     scanner.close()
             finally:

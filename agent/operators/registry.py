@@ -313,18 +313,23 @@ class OperatorRegistry:
                 "This finger is not an enrolled operator. Sign-in refused.")
         return op, hit.score
 
-    def restore(self, access: FingerAccess, *, timeout: float = 5.0) -> int:
-        """Write every stored template back into its slot (after a module swap); return how many."""
+    def restore(self, access: FingerAccess, *, timeout: float = 5.0) -> tuple[int, list[str]]:
+        """Write every stored template back into its slot (after a module swap).
+
+        Returns (how many were written, staff ids whose stored copy did not open).
+        """
         if self.vault is None:
             raise OperatorError("Kunci templat tidak tersedia.", "No template key: cannot restore.")
         rows = query(self.journal, "SELECT o.staff_id, o.slot, t.nonce, t.sealed FROM operators o "
                      "JOIN operator_templates t USING (staff_id) WHERE o.removed_at IS NULL AND o.slot IS NOT NULL")
         done = 0
+        skipped: list[str] = []
         for staff_id, slot, nonce, sealed in rows:
             try:
                 template = self.vault.open(staff_id, bytes(nonce), bytes(sealed))
             except VaultError:
                 log.warning("template of operator %s does not open; skipped", staff_id)
+                skipped.append(staff_id)
                 continue
 
             def job(s: ZfmScanner, _c: threading.Event, t: bytes = template, n: int = int(slot)) -> None:
@@ -333,4 +338,4 @@ class OperatorRegistry:
 
             access(job, timeout=timeout, label="operator restore")
             done += 1
-        return done
+        return done, skipped
