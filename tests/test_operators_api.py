@@ -170,6 +170,9 @@ def test_enrollment_calls_need_a_signed_in_operator(station: Station) -> None:
     with pytest.raises(ApiError) as info:
         st.client.call("PUT", f"/v1/sessions/{view['session_id']}/biodata", applicant(3, today=TODAY))
     assert error_code(info) == (401, "not_signed_in")
+    with pytest.raises(ApiError) as info:
+        st.client.call("GET", f"/v1/sessions/{view['session_id']}/review")  # shows the biodata back
+    assert error_code(info) == (401, "not_signed_in")
     # Reads and the applicant's own satisfaction answer stay open.
     st.client.call("GET", f"/v1/sessions/{view['session_id']}")
     st.client.call("POST", f"/v1/sessions/{view['session_id']}/satisfaction", {"score": 4})
@@ -272,13 +275,23 @@ def test_exception_approval_and_handover_credit_each_stage(station: Station) -> 
     assert info.value.body["error"]["details"]["items"] == ["finger.10"]
     st.finger("sup1")
     st.client.call("POST", f"/v1/sessions/{sid}/approve", {"item": "finger.10"})
+    assert st.client.call("GET", f"/v1/sessions/{sid}/review")["state"] == "review"
     st.client.call("POST", f"/v1/sessions/{sid}/seal")
+    assert query(st.journal, "SELECT operator_id FROM audit_trail WHERE session_id = ? AND action = 'session.review'",
+                 [sid]) == [("op2",)]
+    # Station actions by whoever is signed in (the printing and stock code call this).
+    st.service.station_action("print.confirm", "ok", packet_id="pkt-1")
+    st.client.call("POST", "/v1/operators/sign-out", {})
+    st.service.station_action("stock.recount", "ok", details={"counted": 40})
+    assert query(st.journal, "SELECT action, operator_id, packet_id FROM audit_trail "
+                 "WHERE action IN ('print.confirm', 'stock.recount') ORDER BY id") == [
+        ("print.confirm", "op2", "pkt-1"), ("stock.recount", None, None)]
     rows = query(st.journal, "SELECT item, operator_id FROM audit_trail WHERE session_id = ? "
                  "AND action = 'session.capture'", [sid])
     by_item = dict(rows)
     assert by_item["finger.1"] == "op1" and by_item["finger.6"] == "op2" and by_item["signature"] == "op2"
     shifts = query(st.journal, "SELECT staff_id, out_reason FROM operator_shifts ORDER BY id")
-    assert shifts == [("op1", "handover"), ("op2", None)]
+    assert shifts == [("op1", "handover"), ("op2", "manual")]
 
 
 def test_without_required_sign_in_approvals_still_gate_the_seal(tmp_path: Path) -> None:

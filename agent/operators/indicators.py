@@ -44,7 +44,7 @@ FIGURES = (
     "satisfaction_mean", "satisfaction_responses",
 )
 _STAGE_ACTIONS = ("session.biodata", "session.capture", "session.force_accept", "session.exception",
-                  "session.approve", "session.seal")
+                  "session.approve", "session.review", "session.seal")
 
 
 @dataclass(frozen=True)

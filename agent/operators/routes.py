@@ -16,7 +16,9 @@ Routes (docs/station-api.md style; errors as the API's usual ``{"error": ...}``)
   the body, so nobody records under a colleague's id;
 * each call on a session stamps the signed-in operator onto the session first, so after a
   hand-over the next stage is credited to whoever did it (teamwork, the audit trail);
-* ``seal`` is refused while a force-accepted or excepted item waits for a supervisor.
+* ``seal`` is refused while a force-accepted or excepted item waits for a supervisor;
+* ``GET .../review`` (it shows the biodata back) also needs a signed-in operator, and is
+  recorded in the session's trail as the ``review`` stage.
 
 The capture routes never sign anyone in: an applicant's finger is only ever a capture.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +83,13 @@ class OperatorService:
                         config.operators.scanner)
         return cls(config, journal, access=access, vault=TemplateVault.from_keys_dir(keys_dir(config.state_dir)),
                    pins=PinFile(pin_path(config)))
+
+    def station_action(self, action: str, outcome: str, **fields: Any) -> int:
+        """Audit a station action (stock recount, print confirm, config change, export) by whoever
+        is signed in now; ``fields`` as for :meth:`AuditLog.record`. Returns the row id."""
+        cur = self.signin.peek()
+        fields.setdefault("operator_id", cur.staff_id if cur else None)
+        return self.audit.record(action, outcome, **fields)
 
     def session_finished(self, session: Any) -> None:
         """``SessionManager.on_finished`` listener: keep the session's trail."""
@@ -165,6 +175,7 @@ def _guard_session_routes(api: StationApi, service: OperatorService) -> None:
     def wrap(pattern: str, handler: Handler) -> Handler:
         is_start = pattern == "^/v1/sessions$"
         is_seal = pattern.endswith("/seal$")
+        is_review = pattern.endswith("/review$")
 
         def guarded(q: ApiRequest) -> tuple[int, Any]:
             if not cfg.require_sign_in:
@@ -185,15 +196,22 @@ def _guard_session_routes(api: StationApi, service: OperatorService) -> None:
             session.operator_id = cur.staff_id
             if is_seal:
                 approvals.require_approvals(session, cfg)
-            return handler(q)
+            answer = handler(q)
+            if is_review:
+                # Reading the biodata back to the applicant is a stage of its own in the trail.
+                session.audit.append({"action": "review", "item": None, "operator": cur.staff_id,
+                                      "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                                      "outcome": "ok"})
+            return answer
 
         return guarded
 
     guarded_routes = []
     for method, regex, handler in api.routes:
         pattern = regex.pattern
-        if (method in ("POST", "PUT") and pattern.startswith("^/v1/sessions")
-                and not pattern.endswith("/satisfaction$")):
+        if ((method in ("POST", "PUT") and pattern.startswith("^/v1/sessions")
+                and not pattern.endswith("/satisfaction$"))
+                or (method == "GET" and pattern.endswith("/review$"))):
             handler = wrap(pattern, handler)
         guarded_routes.append((method, regex, handler))
     api.routes[:] = guarded_routes
