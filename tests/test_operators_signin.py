@@ -408,3 +408,28 @@ def test_late_sign_out_keeps_the_earlier_idle_end(journal: Journal, rig: tuple[Z
     clocks.advance(3 * 3600)  # left the desk; taps "sign out" three hours later
     assert signin.sign_out() is None
     assert query(journal, "SELECT out_reason, mono_seconds FROM operator_shifts") == [("idle", 60.0)]
+
+
+def test_names_and_pins_never_reach_the_log(journal: Journal, rig: tuple[ZfmEmulator, DirectAccess],
+                                            tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    emu, access = rig
+    caplog.set_level(1)
+    audit = AuditLog(journal, tz="Asia/Makassar")
+    reg = OperatorRegistry(journal, audit=audit, vault=TemplateVault.from_keys_dir(tmp_path / "keys"))
+    emu.place_finger("canary-finger")
+    reg.enroll("tech77", "Canary Q7XZ", "technician", access, timeout=0.5, require_lift=False)
+    pins = PinFile(tmp_path / "pins")
+    pins.set("tech77", "90817263")
+    signin = SignIn(journal, reg, config(), audit=audit, pins=pins, access=access)
+    signin.sign_in_fingerprint(timeout=0.3)
+    with pytest.raises(PinError):
+        signin.sign_in_pin("tech77", "11223344")
+    signin.sign_in_pin("tech77", "90817263")
+    signin.sign_out()
+    reg.remove("tech77", access)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "tech77" in text  # ids are logged ...
+    assert "Canary" not in text and "Q7XZ" not in text  # ... names are not
+    assert "90817263" not in text and "11223344" not in text
+    rows = query(journal, "SELECT * FROM audit_trail")
+    assert "Q7XZ" not in str(rows) and "90817263" not in str(rows)
