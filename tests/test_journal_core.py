@@ -504,3 +504,15 @@ def test_short_lived_reader_threads_do_not_leak_connections(journal: Journal) ->
         t.start()
         t.join(10)
     assert open_db_files() <= before + 4
+
+
+def test_query_reads_other_tables_and_refuses_writes(journal: Journal) -> None:
+    journal.register_schema("kpi", "CREATE TABLE IF NOT EXISTS service_times (day TEXT, secs INTEGER)")
+    with journal.transaction() as db:
+        db.execute("INSERT INTO service_times VALUES ('2026-11-29', 600)")
+    assert journal.query("SELECT day, secs FROM service_times WHERE secs > ?", (10,)) == [("2026-11-29", 600)]
+    with pytest.raises(JournalError):
+        journal.query("DELETE FROM service_times")
+    with pytest.raises(JournalError):
+        journal.query("SELECT nonsense FROM nowhere")
+    assert journal.query("SELECT count(*) FROM service_times") == [(1,)]

@@ -1107,7 +1107,10 @@ class Journal:
     # ------------------------------------------------------------------ other modules' tables
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Rows of one read-only statement on this thread's read connection (other modules' tables)."""
+        """Rows of one read-only statement on a pooled reader (other modules' tables; never waits).
+
+        Writes through here fail (``PRAGMA query_only``): use :meth:`transaction` for those.
+        """
         try:
             with self._read() as conn:
                 return [tuple(r) for r in conn.execute(sql, tuple(params)).fetchall()]
