@@ -122,6 +122,7 @@ class HeadOffice:
         self.events: list[dict[str, Any]] = []
         self.statuses: list[bytes] = []
         self.print_results: list[bytes] = []
+        self.telemetry: list[dict[str, Any]] = []
         self.first_seen: list[str] = []  # packet ids in the order their first chunk came
         self.acks_sent: list[dict[str, Any]] = []
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
@@ -147,7 +148,8 @@ class HeadOffice:
 
     def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
         client.subscribe([("rekam/v1/+/packet", 1), ("rekam/v1/+/event", 1),
-                          ("rekam/v1/+/status", 1), ("rekam/v1/+/print/result", 1)])
+                          ("rekam/v1/+/status", 1), ("rekam/v1/+/print/result", 1),
+                          ("rekam/v1/+/telemetry", 0)])
         self.connected.set()
 
     def _ack(self, station: str, body: dict[str, Any]) -> None:
@@ -160,6 +162,10 @@ class HeadOffice:
         if leaf == "event":
             import json
             self.events.append(json.loads(msg.payload))
+            return
+        if leaf == "telemetry":
+            import json
+            self.telemetry.append(json.loads(msg.payload))
             return
         if leaf == "print/result":
             self.print_results.append(bytes(msg.payload))

@@ -235,3 +235,25 @@ def test_more_packets_in_transfer_than_one_outbox_scan(mosquitto: Mosquitto,
         up.stop()
         ho.stop()
     assert sorted(ho.first_seen) == sorted(packets)
+
+
+def test_telemetry_carries_the_snapshot_and_providers(mosquitto: Mosquitto,
+                                                      journal: Journal) -> None:
+    ho = HeadOffice(mosquitto.port).start()
+    up = make_uplink(journal, mosquitto.port, telemetry_seconds=1)
+    up.add_telemetry_provider(lambda: {"stock": {"blank_cards": 42}})
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("provider bug")
+
+    up.add_telemetry_provider(broken)  # logged, never stops telemetry
+    up.start()
+    try:
+        wait_for(lambda: len(ho.telemetry) >= 2, 10, "two telemetry messages")
+    finally:
+        up.stop()
+        ho.stop()
+    last = ho.telemetry[-1]
+    assert last["v"] == 1 and last["stock"] == {"blank_cards": 42}
+    assert last["uplink"]["link_state"] == "connected"
+    assert {"last_error", "last_ack_at", "drain_rate_bps", "backlog_packets"} <= set(last["uplink"])

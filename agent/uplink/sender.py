@@ -49,6 +49,7 @@ OUTBOX_REFRESH_SECONDS = 2.0
 # How often the journal is polled for new events and packets when nothing woke the sender; keeps
 # SQLite queries off the per-chunk path during a fast drain.
 POLL_SECONDS = 0.2
+DEADLINE_SCAN_SECONDS = 0.25
 
 
 class PacketInfoLike(Protocol):
@@ -206,6 +207,7 @@ class Sender:
         self._candidates_at = -1e9
         self._empty_until = -1e9  # outbox found empty: do not ask again before this
         self._events_due = -1e9
+        self._deadlines_due = -1e9
         self.sources: list[OutboxSource] = []
         # Packets that may have chunks to send, in the order they started (dict as ordered set).
         self._sending: dict[str, None] = {}
@@ -315,12 +317,13 @@ class Sender:
         """Publish what fits now; return seconds until pump should be called again at latest."""
         now = self.clock()
         self._pump_events(publish)
-        self._check_ack_deadlines(publish, now)
+        if now >= self._deadlines_due:
+            # Ack deadlines are seconds long: scanning every packet in transfer a few times a
+            # second is enough and keeps the scan off the per-chunk path.
+            self._deadlines_due = now + DEADLINE_SCAN_SECONDS
+            self._check_ack_deadlines(publish, now)
         wait = self._pump_chunks(publish)
-        deadlines = [p.ack_deadline for p in self.packets.values() if p.ack_deadline is not None]
-        if deadlines:
-            wait = min(wait, max(0.0, min(deadlines) - now))
-        return max(0.0, min(wait, 1.0))
+        return max(0.0, min(wait, DEADLINE_SCAN_SECONDS))
 
     def _pump_events(self, publish: PublishFn) -> None:
         now = self.clock()
