@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -160,7 +161,7 @@ def edit_manifest(folder: Path, change: object) -> None:
 def test_path_traversal_refused(exported: tuple[Path, list[str]], name: str) -> None:
     folder, _ = exported
 
-    def change(doc: dict) -> None:
+    def change(doc: dict[str, Any]) -> None:
         doc["packets"][0]["file"] = name
         doc["packets"][0]["packet_id"] = name.removesuffix(".rkp")
 

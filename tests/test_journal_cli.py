@@ -121,3 +121,13 @@ def test_diagnostics_lines(config: Path) -> None:
         assert j.record_reject("pk-1", "bad signature", max_rejects=1)
     lines = journal_checks(cfg)
     assert ("journal quarantine", "warn") in [(c.name, c.status) for c in lines]
+
+
+def test_export_without_a_journal_creates_nothing(config: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    assert main(["export", str(stick), "--config", str(config)]) == 2
+    assert "no journal" in capsys.readouterr().err
+    assert not db_path(load_config(config).state_dir).exists()
+    assert list(stick.iterdir()) == []

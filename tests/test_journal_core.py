@@ -6,8 +6,10 @@ import hashlib
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,7 +42,7 @@ def small_cfg(**over: object) -> JournalConfig:
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Journal:
+def journal(tmp_path: Path) -> Iterator[Journal]:
     j = Journal.open(tmp_path, small_cfg())
     yield j
     j.close()
@@ -247,7 +249,9 @@ def test_events_kept_until_sent(tmp_path: Path) -> None:
     assert [e.id for e in j.pending_events(10)] == [b]
     with pytest.raises(JournalError):
         j.mark_event_sent(9999)
-    for bad_kind, payload in [("Bad Kind", {}), ("ok", {"x": float("nan")}), ("ok", {"x": object()})]:
+    bad_events: list[tuple[str, dict[str, Any]]] = [
+        ("Bad Kind", {}), ("ok", {"x": float("nan")}), ("ok", {"x": object()})]
+    for bad_kind, payload in bad_events:
         with pytest.raises(JournalError):
             j.add_event(bad_kind, payload)
     with pytest.raises(JournalError):

@@ -49,7 +49,7 @@ def test_failed_fsync_is_not_saved_and_the_journal_recovers(tmp_path: Path) -> N
         pytest.skip("strace is not installed (apt-get install strace)")
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
-    Journal.open(state, JournalConfig(**CFG)).close()  # type: ignore[arg-type]
+    Journal.open(state, JournalConfig(**CFG)).close()
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     # Each packet costs four fdatasync calls here (WAL commit, then the checkpoint's WAL
@@ -69,7 +69,7 @@ def test_failed_fsync_is_not_saved_and_the_journal_recovers(tmp_path: Path) -> N
     # Packets after the failure were saved through the reopened connection.
     failed_at = int(errors[0][1][1:])
     assert any(int(pid[1:]) > failed_at for pid in saved)
-    with Journal.open(state, JournalConfig(**CFG)) as j:  # type: ignore[arg-type]
+    with Journal.open(state, JournalConfig(**CFG)) as j:
         for pid, sha in saved.items():
             info = j.packet(pid)
             assert info is not None and info.sha256 == sha

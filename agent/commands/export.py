@@ -21,10 +21,13 @@ def run(args: argparse.Namespace) -> int:
     from agent.cli import CliError
     from agent.config import config_path, load_config
     from agent.export import ExportError, export_backlog
-    from agent.journal import Journal, JournalError
+    from agent.journal import Journal, JournalError, db_path
 
     cfg = load_config(config_path(getattr(args, "config", None)))
     lang = cfg.station.language
+    if not db_path(cfg.state_dir).is_file():
+        # Never create an empty journal just to export nothing from it.
+        raise CliError(f"{db_path(cfg.state_dir)}: no journal here (wrong --config or state directory?)")
     try:
         # recover=False: a running daemon owns the outbox states; export only reads and
         # marks packets exported.
