@@ -155,6 +155,9 @@ class NoJournal:
     def transaction(self) -> Any:
         raise AssertionError("not used")
 
+    def query(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        raise AssertionError("not used")
+
 
 @given(start_min=st.integers(0, 24 * 60 - 1), length=st.none() | st.floats(0, 86400),
        wall_out_delta=st.none() | st.integers(-86400, 86400))

@@ -1,8 +1,8 @@
 """Reads from the journal for the operator modules.
 
-The journal offers writes through ``transaction()`` but no public read method (reported to its
-owner); until it does, reads go through a short transaction too, as the printing modules do.
-:class:`JournalQuery` adds the ``query`` method :mod:`agent.kpi` expects of its store.
+Reads go through :meth:`agent.journal.Journal.query` (a pooled read-only connection: a report
+never holds the journal's single writer). :class:`JournalQuery` keeps the shape
+:class:`agent.kpi.Store` expects for code that holds only "something with a journal".
 """
 
 from __future__ import annotations
@@ -21,15 +21,17 @@ class JournalLike(Protocol):
     def transaction(self) -> Any:
         """A write transaction yielding a sqlite_utils Database."""
 
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read-only statement."""
+
 
 def query(journal: JournalLike, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    """Rows of one SELECT (run inside a short journal transaction)."""
-    with journal.transaction() as db:
-        return [tuple(r) for r in db.execute(sql, list(params)).fetchall()]
+    """Rows of one SELECT, on the journal's read-only pool."""
+    return journal.query(sql, params)
 
 
 class JournalQuery:
-    """Wraps a journal with the ``query`` method :class:`agent.kpi.Store` needs."""
+    """Wraps a journal with exactly the methods :class:`agent.kpi.Store` needs."""
 
     def __init__(self, journal: JournalLike) -> None:
         self.journal = journal
