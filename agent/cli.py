@@ -21,6 +21,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("run", "agent.commands.run"),
     ("demo", "agent.commands.demo"),
     ("diag", "agent.commands.diag"),
+    ("selftest", "agent.commands.selftest"),
     ("config", "agent.commands.config"),
     ("keys", "agent.commands.keys"),
     ("enroll", "agent.commands.enroll"),
