@@ -36,7 +36,12 @@ rng = random.Random(seed)
 cfg = JournalConfig(chunk_bytes=16 * 1024, max_packet_bytes=1024 * 1024, max_bytes=1024**3,
                     free_disk_floor_bytes=0, reserve_bytes=0)
 j = Journal.open(state_dir, cfg)
-print("OPEN", flush=True)
+def report(*fields):
+    # One write(2) per line: a pipe write under PIPE_BUF is atomic, so a kill never leaves
+    # half a line (print() may issue several writes for one line).
+    os.write(1, (" ".join(fields) + "\n").encode())
+
+report("OPEN")
 n = 0
 saved = []
 while True:
@@ -50,16 +55,16 @@ while True:
             sink.write(data[pos:pos + step])
             pos += step
         sink.commit()
-    print("SAVED", pid, hashlib.sha256(data).hexdigest(), flush=True)
+    report("SAVED", pid, hashlib.sha256(data).hexdigest())
     saved.append((pid, hashlib.sha256(data).hexdigest()))
     roll = rng.random()
     if roll < 0.3:
         j.mark_sending(saved[0][0])
     elif roll < 0.5:
         pid0, sha0 = saved.pop(0)
-        print("DELIVERING", pid0, flush=True)  # a kill from here on may or may not land
+        report("DELIVERING", pid0)  # a kill from here on may or may not land
         j.mark_delivered(pid0, sha0)
-        print("DELIVERED", pid0, flush=True)
+        report("DELIVERED", pid0)
     elif roll < 0.6:
         j.add_event("crash_test", {"n": n})
 '''
@@ -113,7 +118,8 @@ def test_kill_minus_nine_at_random_points(tmp_path: Path) -> None:
         os.kill(proc.pid, signal.SIGKILL)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == -signal.SIGKILL, err
-        for line in out.splitlines():
+        # Only newline-terminated lines are reports; anything after the last one is ignored.
+        for line in out.split("\n")[:-1]:
             parts = line.split()
             if parts and parts[0] == "SAVED":
                 saved[parts[1]] = parts[2]
