@@ -128,21 +128,23 @@ def role_station(p: dict[str, Any]) -> dict[str, Any]:
     total = p["total"]
     with RssSampler() as rss:
         up.start()
-        while up.link_state != "connected":
+        limit = time.monotonic() + p.get("limit", 900)  # a benchmark must end, even badly
+        while up.link_state != "connected" and time.monotonic() < limit:
             time.sleep(0.001)
         t0 = time.perf_counter()
         if p.get("until") == "delivered":
-            while up.sender.stats.packets_delivered < p["packets"]:
+            while up.sender.stats.packets_delivered < p["packets"] and time.monotonic() < limit:
                 time.sleep(0.005)
         else:
-            while up.sender.stats.bytes_acked < total:
+            while up.sender.stats.bytes_acked < total and time.monotonic() < limit:
                 time.sleep(0.002)
         elapsed = time.perf_counter() - t0
         up.stop()
     journal.close()
     return {"elapsed": elapsed, "bytes": total, "rss_first": rss.samples[1] if len(rss.samples) > 1
             else rss.samples[0], "rss_max": max(rss.samples), "rss_last": rss.samples[-1],
-            "chunk": up.sender.chunk_bytes}
+            "chunk": up.sender.chunk_bytes, "delivered": up.sender.stats.packets_delivered,
+            "bytes_acked": up.sender.stats.bytes_acked}
 
 
 def role_baseline(p: dict[str, Any]) -> dict[str, Any]:
@@ -217,6 +219,174 @@ def run_child(role: str, params: dict[str, Any]) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+
+# ----------------------------------------------------------------------------- bridge comparison
+
+def _proc_rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Counter:
+    """Head office's side for the bridge runs: counts distinct sequence numbers received."""
+
+    def __init__(self, port: int) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        self.seen: set[int] = set()
+        self.last = time.monotonic()
+        ready = threading.Event()
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="ho-counter",
+                             protocol=mqtt.MQTTv5)
+
+        def on_message(_c: Any, _u: Any, msg: Any) -> None:
+            self.seen.add(int.from_bytes(bytes(msg.payload[:8]), "big"))
+            self.last = time.monotonic()
+
+        self.c.on_message = on_message
+        self.c.on_subscribe = lambda *a: ready.set()
+        self.c.on_connect = lambda c, *a: c.subscribe("rekam/v1/+/packet", qos=1)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        self.c.connect("127.0.0.1", port, clean_start=False, properties=props)
+        self.c.loop_start()
+        ready.wait(10)
+
+    def settle(self, n: int, quiet: float = 6.0, limit: float = 120.0) -> int:
+        """Wait until all n arrived or nothing arrived for ``quiet`` seconds."""
+        self.last = time.monotonic()
+        deadline = time.monotonic() + limit
+        while len(self.seen) < n and time.monotonic() < deadline:
+            if time.monotonic() - self.last > quiet:
+                break
+            time.sleep(0.05)
+        return len(self.seen)
+
+    def stop(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def publish_to(port: int, n: int, size: int) -> None:
+    """A station application publishing n QoS 1 messages into its local broker (bridge input)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="station-app", protocol=mqtt.MQTTv5)
+    c.max_inflight_messages_set(WINDOW)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    infos = []
+    for seq in range(n):
+        infos.append(c.publish("rekam/v1/bench-1/packet", seq.to_bytes(8, "big") + POOL[:size - 8],
+                               qos=1))
+    for info in infos:
+        info.wait_for_publish(60)
+    c.disconnect()
+    c.loop_stop()
+
+
+def bridge_case(tmpdir: Path, name: str, fault: str, n: int, size: int,
+                as_root: str) -> dict[str, Any]:
+    """Outage, n messages into the station's bridged mosquitto, then ``fault``, then link back."""
+    from agent.testbed.linkproxy import LinkProxy
+    from agent.testbed.mosquitto import Mosquitto
+
+    ho_broker = Mosquitto(tmpdir / f"{name}-ho", persistence=True, extra=as_root).start()
+    counter = Counter(ho_broker.port)
+    with LinkProxy(ho_broker.port) as link:
+        link.refuse(True)  # the office link is down
+        local = Mosquitto(tmpdir / f"{name}-local", persistence=True, extra="\n".join([
+            as_root, "connection ho", f"address 127.0.0.1:{link.port}", "topic rekam/v1/# out 1",
+            "cleansession false", "restart_timeout 1 2", "bridge_protocol_version mqttv311",
+        ])).start()
+        try:
+            publish_to(local.port, n, size)
+            rss = _proc_rss_kib(local.proc.pid) if local.proc else 0
+            if fault == "kill -9":
+                local.stop(kill=True)
+                local.start()
+            elif fault == "restart":
+                local.stop()
+                local.start()
+            t0 = time.perf_counter()
+            link.refuse(False)
+            got = counter.settle(n)
+            elapsed = time.perf_counter() - t0
+        finally:
+            local.stop()
+    counter.stop()
+    ho_broker.stop()
+    return {"delivered": got, "rss_kib": rss, "elapsed": elapsed}
+
+
+def uplink_case(tmpdir: Path, name: str, n: int, size: int, as_root: str) -> dict[str, Any]:
+    """Outage, n packets in the journal, the station process killed -9, then link back."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from agent.testbed.linkproxy import LinkProxy
+    from agent.testbed.mosquitto import Mosquitto
+
+    ho_key = Ed25519PrivateKey.generate().private_bytes_raw().hex()
+    state = tmpdir / name
+    build_journal(state, [size] * n)
+    ho_broker = Mosquitto(tmpdir / f"{name}-ho", persistence=True, extra=as_root).start()
+    ho = subprocess.Popen([sys.executable, __file__, "--role", "ho",
+                           json.dumps({"port": ho_broker.port, "ho_key": ho_key})],
+                          cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert ho.stdout is not None and ho.stdin is not None
+    ho.stdout.readline()
+    try:
+        with LinkProxy(ho_broker.port) as link:
+            link.refuse(True)
+            params = {"state": str(state), "port": link.port, "total": n * size,
+                      "until": "delivered", "packets": n, "ho_key": ho_key, "unacked": 32}
+            station = subprocess.Popen([sys.executable, __file__, "--role", "station",
+                                        json.dumps(params)], cwd=ROOT,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(2.0)  # running, link down, backlog in the journal
+            station.kill()  # power cut
+            station.wait(10)
+            link.refuse(False)
+            t0 = time.perf_counter()
+            result = run_child("station", params)
+            elapsed = time.perf_counter() - t0
+    finally:
+        ho.stdin.close()
+        ho.wait(30)
+        ho.stdout.close()
+        ho_broker.stop()
+    return {"delivered": result["delivered"], "rss_kib": result["rss_max"],
+            "elapsed": elapsed}
+
+
+def bridge_comparison(tmpdir: Path, quick: bool, as_root: str) -> None:
+    """The store-and-forward a user might pick instead: a local mosquitto bridged to head office."""
+    n, size = (100, 256 * 1024) if quick else (400, 256 * 1024)
+    print()
+    print(f"| store-and-forward, {n} x {size // 1024} KiB during an outage | fault before the "
+          "link returns | delivered to head office | memory holding the backlog | time to "
+          "drain after the link returns |")
+    print("| --- | --- | --- | --- | --- |")
+    for fault in ("none", "restart", "kill -9"):
+        r = bridge_case(tmpdir, f"bridge-{fault.replace(' ', '')}", fault, n, size, as_root)
+        print(f"| local mosquitto 2.0 bridge, persistence on, default autosave | {fault} "
+              f"(station broker) | {r['delivered']} / {n} | {r['rss_kib'] / 1024:.0f} MB "
+              f"(broker RSS) | {r['elapsed']:.1f} s (a loss shows as 6 s of quiet) |", flush=True)
+    r = uplink_case(tmpdir, "uplink-kill", n, size, as_root)
+    print(f"| Rekam uplink + journal | kill -9 (station process) | {r['delivered']} / {n} "
+          f"(each verified and acked) | {r['rss_kib'] / 1024:.0f} MB (station RSS; backlog on "
+          f"disk) | {r['elapsed']:.1f} s (includes process start and head-office acks) |",
+          flush=True)
+
 # ----------------------------------------------------------------------------- main
 
 def row(figure: str, value: str, baseline: str, ratio: str, target: str) -> None:
@@ -230,6 +400,8 @@ def mbps(r: dict[str, Any]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100 packets and shorter link runs")
+    parser.add_argument("--bridge", action="store_true",
+                        help="only the comparison with a bridged local mosquitto")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("params", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -241,6 +413,11 @@ def main() -> int:
     from agent.testbed.linkproxy import LinkProxy
     from agent.testbed.mosquitto import Mosquitto
 
+    if args.bridge:
+        with tempfile.TemporaryDirectory(prefix="bench-uplink-") as tmp:
+            bridge_comparison(Path(tmp), args.quick,
+                              "user root" if os.geteuid() == 0 else "")
+        return 0
     n_packets = 100 if args.quick else 1000
     link_mb = 8 if args.quick else 30
     cap_mb = 12 if args.quick else 40
