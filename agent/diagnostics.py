@@ -89,8 +89,10 @@ def _disk(cfg: Config) -> list[Check]:
         return [Check("disk", FAIL, detail,
                       "Disk hampir penuh: ekspor data ke media lepas (rekam export).",
                       "Disk nearly full: export the backlog to removable media (rekam export).")]
-    growth = backlog_growth(cfg)
-    days = growth.get("days_to_quota")
+    try:
+        days = backlog_growth(cfg).get("days_to_quota")
+    except sqlite3.Error:
+        days = None  # an unreadable journal is the journal check's line, not the disk's
     if days is not None and days < 3:
         return [Check("disk", WARN, f"{detail}; journal quota reached in about {days:.1f} days at the "
                                     "current rate",
@@ -214,7 +216,10 @@ def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
 
 
 def _utc(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat(timespec="seconds")
+    from agent.journal.model import iso
+
+    # The journal's own fixed-width form, so string comparison in SQL is time comparison.
+    return iso(dt)
 
 
 def backlog_growth(cfg: Config, *, now: datetime | None = None) -> dict[str, Any]:
@@ -549,7 +554,7 @@ def build_report(cfg: Config, live: LiveSources | None = None) -> dict[str, Any]
         kpis = _safe(live.kpis, "service today", errors)
         power = _safe(live.power, "power", errors)
         jumps = live.clock.sample() if live.clock else []
-        checks.extend(clock_checks(cfg, jumps=jumps))
+        checks.extend(_safe(lambda: clock_checks(cfg, jumps=jumps), "clock", errors) or [])
         if devices is not None:
             checks.extend(device_state_checks(devices))
         if link is not None:
@@ -568,7 +573,8 @@ def build_report(cfg: Config, live: LiveSources | None = None) -> dict[str, Any]
     else:
         kpis = _safe(lambda: offline_kpis(cfg), "service today", errors)
         stock = _safe(lambda: offline_stock(cfg), "stock", errors)
-        link = {"link_state": "unknown (daemon not running)", "last_ack_at": last_delivery(cfg)}
+        link = {"link_state": "unknown (daemon not running)",
+                "last_ack_at": _safe(lambda: last_delivery(cfg), "link", errors)}
     checks.extend(errors)
     journal: dict[str, Any] | None = None
     try:
@@ -581,6 +587,8 @@ def build_report(cfg: Config, live: LiveSources | None = None) -> dict[str, Any]
                    "quarantined": st["states"]["quarantined"]["packets"]}
     except Exception as exc:  # noqa: BLE001 - journal_checks already reports why
         log.debug("journal status unavailable: %s", exc)
+    # Figures the journal cannot give are left empty; the journal check already says why.
+    figure_errors: list[Check] = []
     worst = FAIL if any(c.status == FAIL for c in checks) else WARN if any(c.status == WARN for c in checks) else OK
     return {
         "v": REPORT_VERSION,
@@ -593,7 +601,7 @@ def build_report(cfg: Config, live: LiveSources | None = None) -> dict[str, Any]
         "checks": [c.as_dict() for c in checks],
         "devices": devices,
         "journal": journal,
-        "growth": backlog_growth(cfg),
+        "growth": _safe(lambda: backlog_growth(cfg), "journal figures", figure_errors),
         "link": link,
         "stock": stock,
         "kpis": kpis,
@@ -601,8 +609,8 @@ def build_report(cfg: Config, live: LiveSources | None = None) -> dict[str, Any]
         "clock": {"now": datetime.now(UTC).isoformat(timespec="seconds"), "jumps": jumps},
         "charts": {
             "standard_seconds": cfg.session.service_standard_seconds,
-            "service_times": service_times_today(cfg),
-            "recordings": recordings_by_kelurahan(cfg),
-            "backlog": backlog_history(cfg),
+            "service_times": _safe(lambda: service_times_today(cfg), "journal figures", figure_errors) or [],
+            "recordings": _safe(lambda: recordings_by_kelurahan(cfg), "journal figures", figure_errors) or [],
+            "backlog": _safe(lambda: backlog_history(cfg), "journal figures", figure_errors) or [],
         },
     }

@@ -1,0 +1,1 @@
+"""The technician's local diagnostics page (server, SVG charts, command-line client)."""
