@@ -226,3 +226,86 @@ def test_run_receives_until_sigterm(tmp_path: Path, mosquitto: object) -> None:
         assert rec is not None and rec.state == STORED
     finally:
         st.close()
+
+
+def test_receiver_process_killed_mid_packet_loses_nothing(tmp_path: Path, mosquitto: object) -> None:
+    """kill -9 of `rekam headoffice run` while chunks stream in; a new receiver finishes."""
+    import io
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from agent.headoffice.simstation import SimStation
+    from agent.packet import PacketWriter, new_packet_id
+
+    port = mosquitto.port  # type: ignore[attr-defined]
+    cfg = write_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("port = 1883", f"port = {port}"))
+    key = Ed25519PrivateKey.generate()
+    (tmp_path / "st-a.pub").write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    ho = generate_headoffice_keys(tmp_path / "hokeys", now=datetime.now(UTC))
+
+    def start(name: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "headoffice", "--config", str(cfg), "run",
+             "--client-id", name],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        assert proc.stdout is not None
+        for _ in range(20):
+            line = proc.stdout.readline().decode()
+            if "running" in line or not line:
+                break
+        assert "running" in line, line
+        return proc
+
+    pid = new_packet_id()
+    buf = io.BytesIO()
+    w = PacketWriter(buf, station_id="st-a", packet_id=pid, station_signing_key=key,
+                     headoffice_encryption_key=ho.encryption.public_key())
+    w.add_item("iris.png", os.urandom(1_500_000), kind="iris", format="png")
+    w.finish()
+    data = buf.getvalue()
+    procs: list[subprocess.Popen[bytes]] = []
+    sim = None
+    try:
+        procs.append(start("rx-a"))
+        kid = key_id(ho.signing.public_key())
+        sim = SimStation("127.0.0.1", port, "st-a", chunk_size=4096, window=4,
+                         headoffice_keys={kid: ho.signing.public_key()}).connect()
+        sim.publish_chunks(pid, data)
+        st = SqliteStorage(tmp_path / "store")
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                rec = st.packet(pid)
+                if rec is not None and rec.received_count >= 20:
+                    break
+                time.sleep(0.01)
+            procs[0].send_signal(signal.SIGKILL)  # mid-packet: chunks still streaming
+            procs[0].wait(10)
+            rec = st.packet(pid)
+            assert rec is not None and rec.state != STORED, "killed too late to test anything"
+            procs.append(start("rx-b"))
+            # The station notices no ack, asks, and resends only what head office lacks.
+            result = sim.deliver(pid, data, skip=range(sim.chunk_count(data)), ack_wait=1.0,
+                                 timeout=60)
+            assert result.status == "complete"
+            final = st.packet(pid)
+            assert final is not None and final.state == STORED
+            assert st.packet_path(final).read_bytes() == data
+            assert len(list((tmp_path / "store" / "packets").rglob("*.rkp"))) == 1
+        finally:
+            st.close()
+    finally:
+        if sim is not None:
+            sim.close()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait(10)
+            if p.stdout is not None:
+                p.stdout.close()
