@@ -8,6 +8,7 @@ are checked to be finite, so a strange value in the journal cannot break the pag
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from html import escape
 from typing import Any
@@ -18,15 +19,20 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 OK_COLOUR, BAD_COLOUR, LINE_COLOUR = "#2ca02c", "#d62728", "#444"
 
 
+# Characters XML 1.0 forbids even when escaped (C0 controls but tab/newline/return, and U+FFFE/FFFF).
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 def esc(text: object) -> str:
-    """Text safe inside SVG/HTML content and attributes."""
-    return escape(str(text), quote=True)
+    """Text safe inside SVG/HTML content and attributes (XML-forbidden characters become "?")."""
+    return escape(_XML_FORBIDDEN.sub("?", str(text)), quote=True)
 
 
 def _num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value) if math.isfinite(value) else None
+    # Beyond 1e12 no count, size or duration here is real; treating it as missing keeps the axes sane.
+    return float(value) if math.isfinite(value) and abs(value) <= 1e12 else None
 
 
 def _nice_max(value: float) -> float:
@@ -109,7 +115,7 @@ def recordings_per_kelurahan(days: Sequence[dict[str, Any]], *,
                              title: str = "Recordings per day and kelurahan") -> str:
     """Stacked bars: one per day, one colour per kelurahan, with a legend."""
     kels = sorted({k for d in days for k in (d.get("by_kelurahan") or {})})
-    totals = [sum(int(n) for n in (d.get("by_kelurahan") or {}).values() if _num(n) is not None) for d in days]
+    totals = [sum(_num(n) or 0.0 for n in (d.get("by_kelurahan") or {}).values()) for d in days]
     if not days or not any(totals):
         return _empty(title, "No recordings in this period.")
     colours = {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(kels)}
