@@ -27,7 +27,7 @@ def rects(root: ET.Element) -> list[ET.Element]:
 
 
 def test_service_times_colours_by_standard_and_draws_the_line() -> None:
-    sessions = [{"record_seconds": 600, "service_seconds": 840},    # 14 min, printed: within
+    sessions: list[dict[str, Any]] = [{"record_seconds": 600, "service_seconds": 840},  # 14 min, printed: within
                 {"record_seconds": 700, "service_seconds": 1200},   # 20 min: over
                 {"record_seconds": 500, "service_seconds": None}]   # recording only, pale
     root = parse(charts.service_times(sessions, 900))
