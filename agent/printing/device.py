@@ -2,7 +2,8 @@
 
 ``url`` forms: ``usb:VID`` or ``usb:VID:PID`` (hex; pyusb, printer class), a path such as
 ``/dev/usb/lp0`` (usblp), or ``emulator`` (the in-process emulated Evolis printer, for the
-demo and tests; its printed cards are PNGs in ``EvolisModel.printed``).
+demo and tests; its printed cards are PNGs in ``EvolisModel.printed``, and also files in the
+``output_dir`` option's folder when it is set).
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ def printer_device(cfg: Config) -> tuple[str, DeviceConfig]:
 def transport_for(url: str, options: Mapping[str, object] | None = None) -> tuple[PrinterTransport, bool]:
     """The transport for ``url`` and whether it is emulated."""
     if url == "emulator":
-        from drivers.emulators.evolis import EVOLIS_VID, emulated_usb_printer
+        from drivers.emulators.evolis import EVOLIS_VID, EvolisModel, emulated_usb_printer
         from drivers.printer.usb import UsbTransport
 
-        backend, _ = emulated_usb_printer()
+        output = (options or {}).get("output_dir")
+        backend, _ = emulated_usb_printer(EvolisModel(output_dir=str(output) if output else None))
         return UsbTransport(vid=EVOLIS_VID, backend=backend), True
     if url.startswith("usb:"):
         from drivers.printer.usb import UsbTransport

@@ -16,6 +16,7 @@ import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -60,6 +61,7 @@ class EvolisModel:
     on_unplug: Callable[[], None] | None = None
     printed: list[bytes] = field(default_factory=list)  # PNG of each ejected card
     render: bool = True  # False: record b"" per card (fast state-machine tests)
+    output_dir: str | None = None  # also write each printed card as card-NNNN.png here (demo)
     cards_inserted: int = 0
     panels_printed: int = 0
     steps: list[str] = field(default_factory=list)  # every step name seen, for tests
@@ -141,7 +143,7 @@ class EvolisModel:
             self.cards_inserted += 1
             if name == "St":
                 self.ribbon_left -= 1
-                self.printed.append(_render_png({}) if self.render else b"")
+                self._keep(_render_png({}) if self.render else b"")
                 return ev.encode_reply("OK")
             self._in_sequence = True
             self._panels.clear()
@@ -161,10 +163,20 @@ class EvolisModel:
                 self._in_sequence = False
                 return ev.encode_nack("R")
             self.ribbon_left -= 1
-            self.printed.append(_render_png(self._panels) if self.render else b"")
+            self._keep(_render_png(self._panels) if self.render else b"")
             self._in_sequence = False
             return ev.encode_reply("OK")
         return ev.encode_reply("OK")
+
+    def _keep(self, png: bytes) -> None:
+        self.printed.append(png)
+        if self.output_dir is not None and png:
+            out = Path(self.output_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            # Written under a temporary name and renamed, so a watcher never sees half a card.
+            tmp = out / f".card-{len(self.printed):04d}.png.tmp"
+            tmp.write_bytes(png)
+            tmp.rename(out / f"card-{len(self.printed):04d}.png")
 
     def _can_feed(self) -> bytes:
         if self.cover_open:

@@ -188,6 +188,9 @@ class ZfmEmulator:
         self.baud_multiplier = 6
         self.verified = False
         self.library: dict[int, bytes] = {}
+        # A real module keeps its template library in flash across power cycles; with a flash
+        # file the emulator does too (so a CLI enrolment and a later daemon see one library).
+        self.flash_path: str | None = None
         self.buffers: dict[int, bytes] = {}
         self.image: bytes = blank_image(self.profile.image_width, self.profile.image_height)
         self.image_finger: Finger | None = None
@@ -454,6 +457,7 @@ class ZfmEmulator:
         if template is None:
             return self._ack(spec, C.INVALID_TEMPLATE)
         self.library[page] = template
+        self._save_flash()
         return self._ack(spec, C.OK)
 
     def _do_LoadChar(self, spec: Instruction, p: Mapping[str, int | bytes]) -> Iterator[bytes]:
@@ -496,11 +500,35 @@ class ZfmEmulator:
             return self._ack(spec, C.DELETE_FAIL)
         for slot in range(page, page + count):
             self.library.pop(slot, None)
+        self._save_flash()
         return self._ack(spec, C.OK)
 
     def _do_Empty(self, spec: Instruction, p: Mapping[str, int | bytes]) -> Iterator[bytes]:
         self.library.clear()
+        self._save_flash()
         return self._ack(spec, C.OK)
+
+    def load_flash(self, path: str) -> None:
+        """Keep the template library in ``path`` (JSON, slot -> hex), loading what is there."""
+        import json
+        import os
+
+        self.flash_path = path
+        if os.path.exists(path):
+            with open(path, encoding="ascii") as fh:
+                stored = json.load(fh)
+            self.library = {int(k): bytes.fromhex(v) for k, v in stored.items()}
+
+    def _save_flash(self) -> None:
+        if self.flash_path is None:
+            return
+        import json
+        import os
+
+        tmp = self.flash_path + ".tmp"
+        with open(tmp, "w", encoding="ascii") as fh:
+            json.dump({str(k): v.hex() for k, v in sorted(self.library.items())}, fh)
+        os.replace(tmp, self.flash_path)
 
     def _do_SetSysPara(self, spec: Instruction, p: Mapping[str, int | bytes]) -> Iterator[bytes]:
         number, value = int(p["ParameterNo"]), int(p["Contents"])
@@ -577,7 +605,10 @@ def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def from_url_options(options: Mapping[str, str]) -> ZfmEmulator:
-    """Build an emulator from ``emu://zfm?profile=r503&password=7&finger=alice&condition=wet``."""
+    """Build an emulator from ``emu://zfm?profile=r503&password=7&finger=alice&condition=wet``.
+
+    ``flash=/path/file.json`` keeps the template library in that file across opens and processes.
+    """
     try:
         emulator = ZfmEmulator(
             options.get("profile", "r307"),
@@ -586,6 +617,8 @@ def from_url_options(options: Mapping[str, str]) -> ZfmEmulator:
         )
     except (KeyError, ValueError) as exc:
         raise ValueError(f"bad emu://zfm options {dict(options)}: {exc}") from exc
+    if "flash" in options:
+        emulator.load_flash(options["flash"])
     if "finger" in options:
         condition = options.get("condition", "good")
         if condition not in CONDITIONS:
