@@ -101,6 +101,31 @@ def mark(store: Store, packet_id: str, stage: str, at: str | None = None) -> Non
                    [at, packet_id])
 
 
+# Later stages come from the tables that own them: the journal's packets (first send, verified
+# ack) and the print queue (order received, card printed). Copying them here keeps the KPI rows
+# self-contained and each stamp is set once (the first time counts).
+_SYNC = {
+    "sent_at": "SELECT sending_at FROM packets p WHERE p.packet_id = service_times.packet_id",
+    "acked_at": "SELECT delivered_at FROM packets p WHERE p.packet_id = service_times.packet_id",
+    "print_ordered_at": ("SELECT MIN(received_at) FROM print_jobs j "
+                         "WHERE j.packet_id = service_times.packet_id"),
+    "printed_at": ("SELECT MIN(updated_at) FROM print_jobs j WHERE j.state = 'printed' "
+                   "AND j.packet_id = service_times.packet_id"),
+}
+
+
+def sync_stages(store: Store) -> None:
+    """Fill sent/acknowledged/print-ordered/printed stamps from the journal's own tables."""
+    tables = {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    with store.transaction() as db:
+        for column, source in _SYNC.items():
+            if "print_jobs" in source and "print_jobs" not in tables:
+                continue
+            db.execute(f"UPDATE service_times SET {column} = ({source}) "
+                       f"WHERE {column} IS NULL AND packet_id IS NOT NULL "
+                       f"AND started_at >= datetime('now', '-3 days')")
+
+
 def link_down(store: Store, at: str) -> None:
     """Remember that the uplink went down (for "time lost to link outages")."""
     with store.transaction() as db:

@@ -69,6 +69,7 @@ class PrintOrder:
     photo: bytes
     signature: bytes | None
     print_before: str | None = None  # optional deadline; the envelope's expiry only bounds delivery
+    packet_id: str | None = None  # the enrollment packet the card was approved from (service times)
 
     def card_data(self) -> CardData:
         """The card to render (decodes the images)."""
@@ -85,6 +86,7 @@ class PrintOrder:
             "photo": base64.b64encode(self.photo).decode("ascii"),
             "signature": base64.b64encode(self.signature).decode("ascii") if self.signature else None,
             "print_before": self.print_before,
+            "packet_id": self.packet_id,
         }
 
     @classmethod
@@ -98,6 +100,7 @@ class PrintOrder:
             photo=base64.b64decode(data["photo"]),
             signature=base64.b64decode(sig) if sig else None,
             print_before=data.get("print_before"),
+            packet_id=data.get("packet_id"),
         )
 
 
@@ -161,11 +164,14 @@ def order_from_body(body: Mapping[str, Any]) -> PrintOrder:
         except ValueError as exc:
             raise OrderRejectedError("invalid", "print_before must be ISO 8601 with a zone",
                                      order_id=order_id) from exc
+    packet_id = body.get("packet_id")
+    if packet_id is not None and (not isinstance(packet_id, str) or not ORDER_ID_RE.fullmatch(packet_id)):
+        raise OrderRejectedError("invalid", "packet_id must be a plain id", order_id=order_id)
     photo = _image(body.get("photo"), "photo", order_id, required=True)
     sig = _image(body.get("signature"), "signature", order_id, required=False)
     order = PrintOrder(order_id=order_id, message_id=body["id"], issued_at=body["issued_at"],
                        expires_at=body["expires_at"], card=card, photo=photo or b"", signature=sig,
-                       print_before=print_before)
+                       print_before=print_before, packet_id=packet_id)
     try:
         card_data = order.card_data()
     except CardLayoutError as exc:

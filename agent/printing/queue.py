@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,7 +53,8 @@ CREATE TABLE IF NOT EXISTS print_jobs (
     received_at TEXT NOT NULL,
     print_before TEXT,
     updated_at TEXT NOT NULL,
-    order_json TEXT NOT NULL
+    order_json TEXT NOT NULL,
+    packet_id TEXT
 );
 CREATE INDEX IF NOT EXISTS print_jobs_state ON print_jobs (state, received_at);
 CREATE TABLE IF NOT EXISTS print_results (
@@ -131,7 +133,7 @@ class PrintQueue:
                     "order_id": order.order_id, "message_id": order.message_id, "state": "received",
                     "reason": None, "attempts": 0, "spoiled": 0, "received_at": now,
                     "print_before": order.print_before, "updated_at": now,
-                    "order_json": json.dumps(order.to_json()),
+                    "order_json": json.dumps(order.to_json()), "packet_id": order.packet_id,
                 })
         if existing is not None:
             log.info("print order %s received again; state %s", order.order_id, existing.state)
@@ -341,7 +343,9 @@ class PrintQueue:
 
     def _enqueue_result(self, order_id: str | None, fields: dict[str, Any]) -> None:
         now = iso(self._clock())
-        payload = {"v": 1, "station_id": self._station, "order_id": order_id, "at": now, **fields}
+        # Each result has its own id so head office can drop a redelivered copy (QoS 1).
+        payload = {"v": 1, "id": uuid.uuid4().hex, "station_id": self._station, "order_id": order_id,
+                   "at": now, **fields}
         with self._j.transaction() as db:
             db["print_results"].insert({"order_id": order_id, "created_at": now,
                                         "payload": json.dumps(payload, sort_keys=True)})
