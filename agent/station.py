@@ -43,10 +43,17 @@ class JournalPart:
         self._thread.start()
 
     def _maintain(self) -> None:
-        # Retention > 0 keeps acknowledged packets for a while; purge them when they are due.
-        while not self._stop.wait(60.0):
+        from agent import kpi
+
+        turns = 0
+        while not self._stop.wait(2.0):
+            turns += 1
             try:
-                self.journal.purge_due()
+                # Service-time stamps (sent, acknowledged, printed) follow within seconds.
+                kpi.sync_stages(KpiStore(self.journal))
+                if turns % 30 == 0:
+                    # Retention > 0 keeps acknowledged packets for a while; purge them when due.
+                    self.journal.purge_due()
             except Exception:
                 log.exception("journal maintenance failed")
 
@@ -81,6 +88,8 @@ class EnrollmentPart:
         self.daemon = daemon
         self.api: Any = None
         self.sessions: Any = None
+        self.operators: Any = None
+        self.watcher: Any = None
 
     def start(self) -> None:
         """Build the workflow objects and start serving the API on 127.0.0.1."""
@@ -113,12 +122,22 @@ class EnrollmentPart:
             kpis=lambda: today_kpis(self.config, journal),
             preview=_preview(devices),
         )
+        from agent.operators.routes import OperatorService, install_routes
+        from agent.operators.signin import SignInWatcher
+
+        # Operators sign in by fingerprint (or a technician's PIN); enrollment calls need one.
+        self.operators = OperatorService.for_daemon(self.config, journal, devices)
+        install_routes(self.api, self.operators)
+        self.watcher = SignInWatcher(self.operators.signin)
+        self.watcher.start()
         self.api.start()
 
     def stop(self) -> None:
         """Stop the API (a capture in flight is abandoned by the device manager's stop)."""
         if self.api is not None:
             self.api.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
 
     def healthy(self) -> bool:
         """The API thread is alive (or the API is off)."""
@@ -130,7 +149,9 @@ class EnrollmentPart:
 
 
 class PrintingPart:
-    """Print orders from head office, printed on the printer device's owner thread."""
+    """Print orders from head office: the print service over the journal, and the printer's
+    owner thread (agent.printing.worker.PrinterWorker; the device manager leaves the printer to it).
+    """
 
     name = "printing"
 
@@ -138,13 +159,14 @@ class PrintingPart:
         self.config = config
         self.daemon = daemon
         self.service: Any = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.worker: Any = None
 
     def start(self) -> None:
-        """Create the print service over the journal and start the print loop."""
+        """Create the print service and, when a printer is configured, its worker."""
         from agent.keys import KeyStoreError, keys_dir, load_headoffice_public
+        from agent.printing.device import open_printer
         from agent.printing.service import PrintService
+        from agent.printing.worker import PrinterWorker
 
         journal = self.daemon.parts["journal"].journal
         kdir = keys_dir(self.config.state_dir)
@@ -156,45 +178,27 @@ class PrintingPart:
             except KeyStoreError:
                 return {}  # no trusted head-office key yet: every order is refused
 
+        p = self.config.printer
         self.service = PrintService(journal, station_id=self.config.station.id, headoffice_keys=ho_keys,
-                                    low_stock_days=self.config.printer.low_stock_days)
-        self._thread = threading.Thread(target=self._loop, name="print-loop", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        devices = self.daemon.parts.get("devices")
-        while not self._stop.is_set():
-            self.service.wake.wait(5.0)
-            self.service.wake.clear()
-            if self._stop.is_set() or devices is None:
-                continue
-            names = devices.by_role("printer")
-            if not names:
-                continue
-            try:
-                devices.call(names[0], lambda d, _cancel: self.service.print_pending(d),
-                             timeout=600.0, label="print_pending")
-            except Exception as exc:  # noqa: BLE001 - a printer fault must not end the loop
-                log.warning("printing paused: %s", type(exc).__name__)
-            uplink = self.daemon.parts.get("uplink")
-            if uplink is not None:
-                uplink.wake()
+                                    order_max_bytes=p.order_max_bytes, max_attempts=p.max_attempts,
+                                    low_stock_days=p.low_stock_days,
+                                    forecast_window_days=p.forecast_window_days)
+        if any(d.role == "printer" for d in self.config.devices.values()):
+            self.worker = PrinterWorker(self.service, lambda: open_printer(self.config))
+            self.worker.start()
 
     def stop(self) -> None:
-        """Stop the print loop (a job in progress is finished by the device thread or marked uncertain)."""
-        self._stop.set()
-        if self.service is not None:
-            self.service.wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        """Stop the printer thread (a card in progress finishes or is marked uncertain)."""
+        if self.worker is not None:
+            self.worker.stop()
 
     def healthy(self) -> bool:
-        """The print loop is alive."""
-        return self._thread is not None and self._thread.is_alive()
+        """The printer thread is alive (or there is no printer)."""
+        return self.worker is None or bool(self.worker.healthy())
 
     def status(self) -> str:
-        """No STATUS fragment."""
-        return ""
+        """Printer state for STATUS=."""
+        return f"printer {self.worker.state}" if self.worker is not None else ""
 
 
 class LazySealer:

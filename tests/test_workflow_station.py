@@ -24,10 +24,12 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> SimulatedStation:
     ho = generate_headoffice_keys(work / "ho-keys", now=datetime.now(UTC))
     st = SimulatedStation(work, printer=False)
     st.prepare(headoffice_bundle=work / "ho-keys" / "headoffice_bundle.json")
+    st.enroll_operator()
     st.ho_keys = ho  # type: ignore[attr-defined]
     st.start()
     try:
         st.wait_devices_ready()
+        st.sign_in()
         yield st
     finally:
         st.stop()
@@ -62,6 +64,7 @@ def test_enrollment_is_saved_as_a_verifiable_packet(station: SimulatedStation) -
     finally:
         station.start()
         station.wait_devices_ready()
+        station.sign_in()
 
 
 def test_api_refuses_without_token_and_bad_requests(station: SimulatedStation) -> None:
@@ -103,3 +106,13 @@ def test_malformed_and_oversized_bodies(station: SimulatedStation) -> None:
             assert status == 413  # the server may close before reading an oversized body
         finally:
             conn.close()
+
+
+def test_enrollment_needs_a_signed_in_operator(station: SimulatedStation) -> None:
+    client = station.client()
+    client.call("POST", "/v1/operators/sign-out")
+    with pytest.raises(ApiError) as exc:
+        client.call("POST", "/v1/sessions")
+    assert exc.value.status == 401
+    assert station.sign_in()["staff_id"] == "OP-001"
+    assert client.call("POST", "/v1/sessions")["state"] == "biodata"

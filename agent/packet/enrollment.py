@@ -185,6 +185,13 @@ def _device_name(device: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _audit_trail(session: SessionLike) -> list[dict[str, Any]]:
+    # Who did each stage (ids, times, outcomes only), so head office sees it in the packet.
+    from agent.operators.audit import manifest_trail
+
+    return manifest_trail(session)  # type: ignore[arg-type]  # a workflow Session satisfies both
+
+
 def write_enrollment(sink: Sink, session: SessionLike, *, station_id: str, packet_id: str,
                      station_signing_key: Ed25519PrivateKey,
                      headoffice_encryption_key: X25519PublicKey,
@@ -229,7 +236,7 @@ def write_enrollment(sink: Sink, session: SessionLike, *, station_id: str, packe
     stages = {str(s.get("stage")): s.get("at") for s in session.stages}
     return w.finish(biodata=dict(session.biodata), devices=list(devices.values()),
                     operator_id=session.operator_id, exceptions=exceptions, stages=stages,
-                    extra={"session_id": session.id})
+                    extra={"session_id": session.id, "audit": _audit_trail(session)})
 
 
 class JournalSealer:

@@ -20,9 +20,18 @@ from typing import Any
 from agent.testbed.mosquitto import free_port
 
 
-def emulated_devices(*, printer: bool = True) -> dict[str, dict[str, Any]]:
-    """[devices.*] tables for a station whose every device is emulated."""
+def emulated_devices(*, printer: bool = True, printer_output: Path | None = None,
+                     zfm_flash: Path | None = None) -> dict[str, dict[str, Any]]:
+    """[devices.*] tables for a station whose every device is emulated.
+
+    The ZFM module (operator sign-in) has the simulated operator's finger on its glass, and
+    keeps its template library in ``zfm_flash`` so an enrolment made by `rekam operators enroll`
+    is still there when the daemon opens the module.
+    """
+    flash = f"&flash={zfm_flash}" if zfm_flash else ""
     devices: dict[str, dict[str, Any]] = {
+        "fingerprint": {"driver": "zfm", "url": f"emu://zfm?name=station&finger=operator-demo{flash}",
+                        "role": "fingerprint"},
         "tenprint": {"driver": "tenprint-emulator", "url": "emu://tenprint?name=station", "role": "tenprint"},
         "camera": {"driver": "v4l2", "url": "emu://camera?name=station", "role": "camera"},
         "iris": {"driver": "iris-emulator", "url": "emu://iris?name=station", "role": "iris"},
@@ -30,7 +39,8 @@ def emulated_devices(*, printer: bool = True) -> dict[str, dict[str, Any]]:
                       "options": {"idle_end_s": 0.5}},
     }
     if printer:
-        devices["printer"] = {"driver": "evolis", "url": "emulator", "role": "printer"}
+        devices["printer"] = {"driver": "evolis", "url": "emulator", "role": "printer",
+                              "options": {"output_dir": str(printer_output)} if printer_output else {}}
     return devices
 
 
@@ -112,13 +122,33 @@ class SimulatedStation:
                        "reconnect_max_seconds": 2.0, "ack_timeout_seconds": 5,
                        "telemetry_seconds": 5},
             "api": {"port": self.api_port},
+            # The emulated camera shows one backdrop colour; an office swaps red/blue per applicant.
+            "quality": {"photo_background": "any"},
             "diagnostics": {"enabled": False},
             "printer": {"enabled": self.printer},
-            "devices": emulated_devices(printer=self.printer),
+            "devices": emulated_devices(printer=self.printer, printer_output=self.workdir / "cards",
+                                        zfm_flash=self.workdir / "zfm-flash.json"),
         }
         for section, values in self.extra.items():
             doc.setdefault(section, {}).update(values)
         write_toml(self.config_path, doc)
+
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run one `rekam` command against this station's config."""
+        env = {k: v for k, v in os.environ.items() if k not in ("STATE_DIRECTORY", "NOTIFY_SOCKET")}
+        return subprocess.run([sys.executable, "-m", "agent", *args, "--config", str(self.config_path)],
+                              capture_output=True, text=True, env=env, input=stdin, timeout=120)
+
+    def enroll_operator(self, staff_id: str = "OP-001", name: str = "Demo Operator",
+                        role: str = "supervisor") -> None:
+        """Enrol the simulated operator on the emulated ZFM module (before the daemon starts)."""
+        res = self.cli("operators", "enroll", staff_id, "--name", name, "--role", role, "--no-lift")
+        if res.returncode != 0:
+            raise RuntimeError(f"rekam operators enroll failed: {res.stderr.strip()}")
+
+    def sign_in(self) -> dict[str, Any]:
+        """Sign the simulated operator in at the station API by fingerprint."""
+        return dict(self.client().call("POST", "/v1/operators/sign-in", {"method": "fingerprint"}))
 
     def start(self, timeout: float = 60.0) -> None:
         """Start ``rekam run`` and wait until the station API answers."""

@@ -451,6 +451,8 @@ class Session:
             "captures": sum(it.attempts for it in self.items.values()),
             "force_accepts": sum(1 for it in self.items.values() if it.status == "force_accepted"),
             "exceptions": sum(1 for it in self.items.values() if it.status == "excepted"),
+            "satisfaction": self.satisfaction,
+            "ticket_at": next((s["at"] for s in self.stages if s["stage"] == "ticket"), None),
         }
 
 
