@@ -7,6 +7,7 @@ so the demo and the tests can exercise the whole path. Nothing read here is logg
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -15,6 +16,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from PIL import Image, ImageOps
 
 from agent.packet import read_packet
 from agent.records import iso19794_5 as face_record
@@ -61,7 +63,7 @@ def card_fields(biodata: Mapping[str, Any], *, issue_place: str, issue_date: dat
         "citizenship": str(biodata["citizenship"]).upper(),
         # e-KTPs issued since 2014 are valid for life (Perpres 112/2013, UU 24/2013).
         "valid_until": "SEUMUR HIDUP",
-        "province": "PROVINSI " + PROVINCES.get(nik[:2], nik[:2]).upper(),
+        "province": PROVINCES.get(nik[:2], nik[:2]).upper(),  # the card prints "PROVINSI "
         "regency": REGENCIES.get(nik[:4], f"KABUPATEN/KOTA {nik[:4]}"),
         "issue_place": issue_place.upper(),
         "issue_date": issue_date.strftime("%d-%m-%Y"),
@@ -86,4 +88,30 @@ def approve_packet(path: Path, *, headoffice_private_key: X25519PrivateKey,
     if photo is None:
         raise ValueError("packet has no face item")
     card = card_fields(manifest["biodata"], issue_place=issue_place, issue_date=issue_date)
-    return Approved(manifest["packet_id"], manifest["station_id"], card, photo, signature)
+    return Approved(manifest["packet_id"], manifest["station_id"], card, card_photo(photo),
+                    card_signature(signature) if signature else None)
+
+
+# The card's photo box is about 2.5 x 3.2 cm: 300 x 400 pixels at 300 dpi is all it can show.
+CARD_PHOTO_SIZE = (300, 400)
+CARD_SIGNATURE_SIZE = (360, 120)
+
+
+def card_photo(jpeg: bytes) -> bytes:
+    """The enrollment photo cut to the card's 3:4 photo box and re-encoded small (an order is
+    a small signed message; the full-resolution photo stays in head office's archive)."""
+    src = Image.open(io.BytesIO(jpeg))
+    src.draft("RGB", (CARD_PHOTO_SIZE[0] * 2, CARD_PHOTO_SIZE[1] * 2))
+    img = ImageOps.fit(src.convert("RGB"), CARD_PHOTO_SIZE, method=Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=85, optimize=True)
+    return out.getvalue()
+
+
+def card_signature(png: bytes) -> bytes:
+    """The signature scaled to the card's signature box, as a small 1-bit PNG."""
+    img = Image.open(io.BytesIO(png)).convert("L")
+    img.thumbnail(CARD_SIGNATURE_SIZE, Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    img.point(lambda v: 255 if v > 160 else 0).convert("1").save(out, "PNG", optimize=True)
+    return out.getvalue()
