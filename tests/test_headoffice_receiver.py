@@ -471,3 +471,21 @@ def test_unexpected_error_in_one_packet_does_not_stop_the_receiver(
     pid2, data2 = w.packet("st-a")
     assert sim.deliver(pid2, data2).status == "complete"
     assert stored_bytes(rx.storage, pid) == data
+
+
+def test_station_that_rechunks_a_packet_is_not_rejected(
+        world_factory: Callable[[str], World]) -> None:
+    """The uplink clamps chunks to the broker's maximum packet size; if that changes between
+    attempts it resends the whole packet in the new size, which must not count as a rejection."""
+    w = world_factory("sqlite")
+    w.add_station("st-a")
+    rx = w.receiver()
+    sim = w.sim("st-a", chunk_size=4096)
+    pid, data = w.packet("st-a", 30_000)
+    sim.publish_chunks(pid, data, range(3))
+    assert wait_for(lambda: (rx.storage.packet(pid) or _none()).received_count == 3)
+    sim.chunk_size = 1024
+    result = sim.deliver(pid, data)
+    assert result.status == "complete"
+    assert stored_bytes(rx.storage, pid) == data
+    assert rx.stats.bad_chunks == 0

@@ -171,11 +171,26 @@ class SqlStorage(Storage):
                         (RECEIVING, meta.chunks, meta.chunk_size, meta.packet_id),
                     )
                     size = sha = None
+                elif (chunks, chunk_size) != (meta.chunks, meta.chunk_size) and state == ASSEMBLING:
+                    # All chunks of the old size are in and being verified; the ack that follows
+                    # tells the station. Nothing to store, nothing to refuse.
+                    return self._checked(self._record(cur, meta.packet_id, indices=False), meta)
                 elif (chunks, chunk_size) != (meta.chunks, meta.chunk_size):
-                    raise ChunkRefused(
-                        f"chunk says {meta.chunks} chunks of {meta.chunk_size} bytes,"
-                        f" earlier chunks said {chunks} of {chunk_size}"
+                    if (meta.packet_sha256 is not None and sha is not None
+                            and meta.packet_sha256 != sha):
+                        raise ChunkRefused(
+                            f"chunk says {meta.chunks} chunks of {meta.chunk_size} bytes,"
+                            f" earlier chunks said {chunks} of {chunk_size}"
+                        )
+                    # The station re-chunked the packet (its broker's maximum packet size
+                    # changed) and sends it all again: start over in the new chunk size.
+                    cur.execute("DELETE FROM ho_chunks WHERE packet_id = ?", (meta.packet_id,))
+                    cur.execute(
+                        "UPDATE ho_packets SET chunks = ?, chunk_size = ?, packet_size = NULL,"
+                        " packet_sha256 = NULL WHERE packet_id = ?",
+                        (meta.chunks, meta.chunk_size, meta.packet_id),
                     )
+                    size = sha = None
                 if meta.packet_size is not None:
                     if size is not None and (size, sha) != (meta.packet_size, meta.packet_sha256):
                         raise ChunkRefused("packet size or sha256 differs from an earlier copy")
@@ -186,6 +201,10 @@ class SqlStorage(Storage):
                     )
                 self._insert_chunk(cur, meta, data)
             record = self._record(cur, meta.packet_id, indices=False)
+        return self._checked(record, meta)
+
+    @staticmethod
+    def _checked(record: PacketRecord | None, meta: ChunkMeta) -> PacketRecord:
         if record is None:
             raise StorageError(f"packet {meta.packet_id} vanished from the index")
         return record
