@@ -61,6 +61,10 @@ class Daemon:
         setup_logging(self.config.logging.level)
         state_dir = prepare_state_dir(self.config.state_dir)
         self._lock = lock_state_dir(state_dir)
+        from agent.remote import apply_settings
+
+        # Settings head office changed remotely (a short whitelist) apply from this start on.
+        self.config = apply_settings(self.config)
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         started = time.monotonic()

@@ -329,6 +329,14 @@ def _uplink(config: Config, daemon: Daemon) -> Any:
             {"name": d["name"], "state": d["state"]} for d in devices.snapshot()["devices"]]})
     journal = daemon.parts["journal"].journal
     uplink.add_telemetry_provider(lambda: {"kpi": today_kpis(config, journal)["total"]})
+    from agent.diagnostics import run_checks
+    from agent.keys import keys_dir
+    from agent.remote import RemoteCommands
+
+    remote = RemoteCommands(config, add_event=journal.add_event,
+                            diagnostics=lambda: [c.as_dict() for c in run_checks(config)],
+                            telemetry_now=uplink.telemetry_now, keys_dir=keys_dir(config.state_dir))
+    uplink.register_handler("command", remote.handle)
     daemon.parts["uplink"] = uplink
     return uplink
 

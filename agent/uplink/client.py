@@ -34,7 +34,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 from agent.config import UplinkConfig
 from agent.envelope import ReplayGuard
 from agent.uplink.backoff import Backoff
-from agent.uplink.incoming import IncomingValidator, RejectedMessage, parse_ack
+from agent.uplink.incoming import (
+    IncomingValidator,
+    JournalReplayGuard,
+    RejectedMessage,
+    parse_ack,
+)
 from agent.uplink.sender import EVENT_WINDOW, JournalLike, OutboxSource, Sender
 from agent.uplink.topics import Topics
 
@@ -104,6 +109,8 @@ class Uplink:
         self.version = version
         self.started_at = utc_iso()
         self.wall_clock = wall_clock or (lambda: datetime.now(UTC))
+        if replay_guard is None and callable(getattr(journal, "register_schema", None)):
+            replay_guard = JournalReplayGuard(journal, self.wall_clock())
         self.validator = IncomingValidator(self.topics, public_keys, replay_guard=replay_guard)
         self.sender = Sender(
             journal, self.topics, chunk_bytes=chunk_bytes, window=cfg.inflight_window,
@@ -162,6 +169,11 @@ class Uplink:
     def wake(self) -> None:
         """Something new is in the journal: send it without waiting for the next poll."""
         self.sender.wake()
+
+    def telemetry_now(self) -> None:
+        """Publish telemetry at the next turn of the loop (head office's "telemetry" command)."""
+        self._next_telemetry = 0.0
+        self.wake()
 
     def add_telemetry_provider(self, provider: Callable[[], Mapping[str, Any]]) -> None:
         """Merge ``provider()`` into each telemetry message (latest values only)."""
