@@ -235,3 +235,36 @@ def test_hostile_messages_are_rejected_and_the_agent_runs_on(
                             "UnknownKeyError", "WrongStationError", "ExpiredError",
                             "ReplayedError", "schema"}
     assert up.rejected_messages == len(hostile) + 1
+
+
+def test_replay_refused_across_a_station_restart(mosquitto: Mosquitto, journal: Journal) -> None:
+    order = signed("command", body("command", name="once"))
+    got: list[str] = []
+
+    def run_once() -> Uplink:
+        up = Uplink(uplink_cfg(mosquitto.port), station_id=STATION, journal=journal,
+                    chunk_bytes=journal.cfg.chunk_bytes, public_keys=ho_public_keys,
+                    version="test")
+        up.register_handler("command", lambda b: got.append(b["name"]))
+        up.start()
+        wait_for(lambda: up.link_state == "connected", 10, "station connected")
+        return up
+
+    inj = Injector(mosquitto.port)
+    try:
+        up = run_once()
+        try:
+            wait_for(lambda: up.connects == 1, 5, "subscribed")
+            inj.send("command", order)
+            wait_for(lambda: got == ["once"], 10, "the command")
+        finally:
+            up.stop()
+        up = run_once()  # a restarted station: a new process would load the same journal
+        try:
+            inj.send("command", order)
+            wait_for(lambda: up.rejected_messages == 1, 10, "the replay refused")
+        finally:
+            up.stop()
+    finally:
+        inj.stop()
+    assert got == ["once"]

@@ -12,12 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from agent.envelope import EnvelopeError, ReplayGuard, open_envelope
+from agent.envelope import EnvelopeError, ReplayGuard, open_envelope, parse_utc
 from agent.uplink.topics import Topics
 
 # The longest body we accept per topic; an ack with a missing list of a 200 MB packet at 64 KiB
@@ -99,6 +99,42 @@ def parse_ack(body: Mapping[str, Any]) -> Ack:
         reason=_str(body, "reason", max_len=512, required=status == "rejected"),
         issued_at=str(body["issued_at"]),
     )
+
+
+REPLAY_SCHEMA = """CREATE TABLE IF NOT EXISTS uplink_replay (
+    id TEXT PRIMARY KEY,
+    expires_at TEXT NOT NULL
+)"""
+
+
+class JournalReplayGuard(ReplayGuard):
+    """A replay guard that survives restarts: accepted ids are kept in the journal until expiry.
+
+    Without it, a command or order captured on the wire could be replayed once after every
+    station restart while it is still valid. Rows are written only for accepted messages (a
+    few a day) and pruned once expired.
+    """
+
+    def __init__(self, journal: Any, now: datetime, max_entries: int = 100_000) -> None:
+        self.journal = journal
+        journal.register_schema("uplink_replay", REPLAY_SCHEMA)
+        rows = journal.db.execute(
+            "SELECT id, expires_at FROM uplink_replay WHERE expires_at > ?",
+            (_iso(now),)).fetchall()
+        super().__init__(max_entries, {r[0]: parse_utc(r[1]) for r in rows})
+
+    def check_and_add(self, message_id: str, expires_at: datetime, now: datetime) -> None:
+        """Refuse a replay; remember the id durably (synchronous with acceptance)."""
+        super().check_and_add(message_id, expires_at, now)
+        with self.journal.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO uplink_replay (id, expires_at) VALUES (?, ?)",
+                       (message_id, _iso(expires_at)))
+            db.execute("DELETE FROM uplink_replay WHERE expires_at <= ?", (_iso(now),))
+
+
+def _iso(ts: datetime) -> str:
+    # Fixed-width UTC text so that SQL string comparison is time comparison.
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class IncomingValidator:
