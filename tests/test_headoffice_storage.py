@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -11,8 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from agent.headoffice.pgserver import PgServer, PgServerError
 from agent.headoffice.receiver import BadChunk, parse_chunk
@@ -319,3 +322,76 @@ def test_parse_chunk_accepts_a_valid_last_chunk() -> None:
     with pytest.raises(BadChunk, match="out of range"):
         parse_chunk("st-a", {**props, "chunk_size": "8192"}, payload, max_chunk_bytes=4096,
                     max_packet_bytes=1 << 20)
+
+
+# --------------------------------------------------------------------------- state machine
+
+
+class TwoReceiversOneStore(RuleBasedStateMachine):
+    """Two receivers (own connections) share one SQLite store; chunks arrive in any order,
+    duplicated, while assemblers claim, die holding a lease, or finish. Whatever happens, a
+    stored packet is exactly its bytes, stored once, and every packet can still be finished."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = Path(tempfile.mkdtemp(prefix="ho-sm-"))
+        self.stores = [SqliteStorage(self.tmp), SqliteStorage(self.tmp)]
+        self.packets: dict[str, bytes] = {}
+
+    @initialize(sizes=st.lists(st.integers(1, 3 * CS + 7), min_size=1, max_size=3))
+    def make_packets(self, sizes: list[int]) -> None:
+        for i, size in enumerate(sizes):
+            self.packets[f"p-{i}"] = os.urandom(size)
+
+    @rule(data=st.data(), k=st.integers(0, 1))
+    def chunk_arrives(self, data: st.DataObject, k: int) -> None:
+        pid = data.draw(st.sampled_from(sorted(self.packets)))
+        parts = metas(self.packets[pid], pid=pid)
+        meta, chunk = data.draw(st.sampled_from(parts))
+        rec = self.stores[k].put_chunk(meta, chunk)
+        if rec.complete and data.draw(st.booleans()):
+            assemble(self.stores[k], rec, f"rx-{k}", accept, 30)
+
+    @rule(data=st.data())
+    def assembler_dies_holding_a_lease(self, data: st.DataObject) -> None:
+        pid = data.draw(st.sampled_from(sorted(self.packets)))
+        rec = self.stores[0].packet(pid)
+        if rec is not None and rec.complete:
+            self.stores[0].claim(pid, "dead", 0.0)  # a lease that has already run out
+
+    @rule(k=st.integers(0, 1))
+    def recovery_pass(self, k: int) -> None:
+        for rec in self.stores[k].incomplete(100):
+            assemble(self.stores[k], rec, f"rx-{k}", accept, 30)
+
+    @invariant()
+    def stored_means_exact_bytes_once(self) -> None:
+        files = list((self.tmp / "packets").rglob("*.rkp"))
+        stored = 0
+        for pid, data in self.packets.items():
+            rec = self.stores[1].packet(pid)
+            if rec is not None and rec.state == STORED:
+                stored += 1
+                assert self.stores[0].packet_path(rec).read_bytes() == data
+        assert len(files) == stored
+
+    def teardown(self) -> None:
+        try:
+            # Every packet can still be finished: send all chunks once more, then recover.
+            for pid, data in self.packets.items():
+                for meta, chunk in metas(data, pid=pid):
+                    self.stores[0].put_chunk(meta, chunk)
+            for rec in self.stores[1].incomplete(100):
+                assemble(self.stores[1], rec, "rx-final", accept, 30)
+            for pid in self.packets:
+                got = self.stores[0].packet(pid)
+                assert got is not None and got.state == STORED, (pid, got)
+            self.stored_means_exact_bytes_once()
+        finally:
+            for s in self.stores:
+                s.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+TwoReceiversOneStore.TestCase.settings = settings(max_examples=25, stateful_step_count=15)
+test_two_receivers_one_store = TwoReceiversOneStore.TestCase
