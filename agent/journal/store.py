@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import Any
 
 from agent.config import JournalConfig
+from agent.faults import crash_point
 from agent.journal.errors import (
     CorruptPacketError,
     DuplicatePacketError,
@@ -1042,6 +1043,7 @@ class Journal:
             for pid in ids:
                 # secure_delete=ON zeroes the freed pages, so no ciphertext lingers on disk.
                 conn.execute("DELETE FROM chunks WHERE packet_id = ?", (pid,))
+                crash_point("mid-purge")
                 conn.execute("UPDATE packets SET state = 'purged', purged_at = ?, "
                              "confirmed_chunks = NULL WHERE packet_id = ?", (now, pid))
             purged = len(ids)

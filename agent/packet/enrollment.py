@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from agent.envelope import utc_iso
+from agent.faults import crash_point
 from agent.packet.format import DEFAULT_CHUNK_SIZE, PacketError
 from agent.packet.ids import new_packet_id
 from agent.packet.writer import PacketSummary, PacketWriter, Sink
@@ -283,6 +284,7 @@ class JournalSealer:
                              headoffice_encryption_key=self.ho_key, created_at=now,
                              chunk_size=self.chunk_size)
             sink.commit()
+            crash_point("commit-to-answer")
         except BaseException as exc:
             sink.abort()
             if isinstance(exc, JournalFullError):

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from agent.envelope import canonical_json, utc_iso
+from agent.faults import crash_point
 from agent.keys import key_id, raw_public
 from agent.packet.format import (
     CIPHER,
@@ -174,6 +175,7 @@ class _CountingSink:
 
     def write(self, data: bytes) -> None:
         self.sink.write(data)
+        crash_point("mid-seal")
         self.size += len(data)
         self.hash.update(data)
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from agent.faults import crash_point
 from agent.printing.orders import OrderRejectedError, PrintOrder
 from agent.printing.render import CardLayoutError, render_card, to_panels
 from agent.printing.stock import JournalLike, StockLedger, iso, utc_now
@@ -185,6 +186,7 @@ class PrintQueue:
         except DeviceError as exc:
             return self._after_fault(order_id, exc, card_consumed_of(exc))
         del panels
+        crash_point("mid-print")
         self._ledger.record_printed(order_id)
         view = self._finish(order_id, "printed", None)
         self._read_ribbon(printer)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol
 
+from agent.faults import crash_point
 from agent.journal.errors import JournalError
 from agent.uplink.incoming import Ack
 from agent.uplink.ratelimit import TokenBucket
@@ -467,6 +468,7 @@ class Sender:
             packet.todo.popleft()
             packet.inflight.add(index)
             self.inflight[mid] = ("chunk", packet.packet_id, index)
+            crash_point("mid-chunk")
             self.bucket.consume(length, self.clock())
             self.stats.chunks_sent += 1
 
@@ -505,6 +507,7 @@ class Sender:
     # ------------------------------------------------------------------ acks
     def on_puback(self, mid: int, ok: bool) -> None:
         """The broker answered one of our QoS 1 publishes."""
+        crash_point("after-puback")
         entry = self.inflight.pop(mid, None)
         if entry is None:
             return
@@ -557,6 +560,7 @@ class Sender:
                 if packet is not None:
                     packet.ack_deadline = self.clock()
                 return
+            crash_point("mid-ack")
             self.journal.mark_delivered(ack.packet_id, info.sha256)
             self.packets.pop(ack.packet_id, None)
             self.stats.packets_delivered += 1

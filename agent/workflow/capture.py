@@ -16,6 +16,7 @@ from PIL import Image
 
 from agent.config import Config
 from agent.devices import DeviceBusyError, DeviceManager
+from agent.faults import crash_point
 from agent.workflow.session import Capture, WorkflowError
 from drivers.errors import DeviceMissingError
 
@@ -57,6 +58,7 @@ class DeviceCaptureProvider:
     def capture(self, item: str, *, language: str, context: Mapping[str, Any] | None = None) -> Capture:
         """Capture ``item`` on its device and score it."""
         context = context or {}
+        crash_point("mid-capture")
         modality = item.split(".")[0]
         name = self._device_for(modality)
         try:
