@@ -27,6 +27,7 @@ from agent.headoffice.storage import (
     PacketInvalid,
     PacketRecord,
     Storage,
+    StorageError,
     assemble,
 )
 from agent.headoffice.storage_pg import PostgresStorage
@@ -395,3 +396,33 @@ class TwoReceiversOneStore(RuleBasedStateMachine):
 
 TwoReceiversOneStore.TestCase.settings = settings(max_examples=25, stateful_step_count=15)
 test_two_receivers_one_store = TwoReceiversOneStore.TestCase
+
+
+def test_postgres_storage_reconnects_after_a_server_restart(pg: PgServer) -> None:
+    """A restarted (or failed-over) server costs at most one failed operation, then it works."""
+    import psycopg
+
+    name = "r_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    tmp = Path(tempfile.mkdtemp(prefix="ho-pg-"))
+    s = PostgresStorage(f"host=127.0.0.1 port={pg.port} user=postgres dbname={name}", tmp)
+    try:
+        data = os.urandom(2 * CS)
+        parts = metas(data)
+        s.put_chunk(*parts[0])
+        pg.restart()
+        failures = 0
+        for _ in range(2):
+            try:
+                rec = s.put_chunk(*parts[1])
+                break
+            except StorageError:
+                failures += 1
+        assert failures <= 1
+        assert rec.complete
+        final = assemble(s, rec, "me", accept, 30)
+        assert final is not None and s.packet_path(final).read_bytes() == data
+    finally:
+        s.close()
+        shutil.rmtree(tmp, ignore_errors=True)

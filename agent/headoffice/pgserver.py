@@ -74,6 +74,20 @@ class PgServer:
             self._as_user = ["runuser", "-u", "postgres", "--"]
         self._run(str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
                   "-E", "UTF8", "--no-sync")
+        return self._launch()
+
+    def restart(self) -> PgServer:
+        """Stop the server (fast shutdown, data kept) and start it again on the same port."""
+        if self.workdir is None:
+            raise PgServerError("server was never started")
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.workdir / "data"), "-m", "fast",
+                  "-w", "-t", "30", "stop", timeout=60)
+        return self._launch()
+
+    def _launch(self) -> PgServer:
+        if self.workdir is None:
+            raise PgServerError("server folder missing")
+        data = self.workdir / "data"
         opts = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port} "
             f"-c unix_socket_directories={self.workdir} -c fsync=on -c max_connections=50"

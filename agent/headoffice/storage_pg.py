@@ -15,6 +15,7 @@ parallel on different receivers.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ from typing import Any
 
 from agent.headoffice.storage import StorageError
 from agent.headoffice.storage_sql import SCHEMA, Cursor, SqlStorage
+
+log = logging.getLogger(__name__)
 
 PG_SCHEMA = [
     *SCHEMA,
@@ -48,24 +51,41 @@ class PostgresStorage(SqlStorage):
         import psycopg
 
         self._psycopg = psycopg
-        try:
-            self._conn: Any = psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout)
-        except psycopg.Error as exc:
-            # The DSN may hold a password: report only the error class and server message.
-            raise StorageError(f"cannot connect to PostgreSQL: {type(exc).__name__}") from None
+        self._dsn = dsn
+        self._connect_timeout = connect_timeout
+        self._conn: Any = None
+        self._connect()
         with self._tx() as cur:
             # Two receivers starting together would otherwise race on CREATE TABLE IF NOT EXISTS.
             cur.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK_KEY,))
             for ddl in PG_SCHEMA:
                 cur.execute(ddl)
 
+    def _connect(self) -> None:
+        try:
+            self._conn = self._psycopg.connect(self._dsn, autocommit=True,
+                                               connect_timeout=self._connect_timeout)
+        except self._psycopg.Error as exc:
+            # The DSN may hold a password: report only the error class.
+            raise StorageError(f"cannot connect to PostgreSQL: {type(exc).__name__}") from None
+
+    def _usable(self) -> None:
+        """Reconnect after the server went away (restart, failover); one try, bounded."""
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                log.warning("PostgreSQL connection lost; reconnecting")
+                self._conn.close()
+            self._connect()
+
     @contextmanager
     def _tx(self) -> Iterator[Cursor]:
         with self._lock:
+            self._usable()
             try:
                 with self._conn.transaction(), self._conn.cursor() as raw:
                     yield Cursor(raw, pyformat=True)
             except self._psycopg.Error as exc:
+                # The message is the server's; statements carry no chunk bytes in their text.
                 raise StorageError(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
 
     def iter_chunks(self, packet_id: str) -> Iterator[bytes]:
@@ -73,6 +93,7 @@ class PostgresStorage(SqlStorage):
         # One query instead of a transaction per chunk (a round trip each: measured as most of
         # the assembly time); itersize 1 keeps a single chunk in memory at a time.
         with self._lock:
+            self._usable()
             try:
                 with self._conn.transaction(), self._conn.cursor(
                         name=f"chunks_{uuid.uuid4().hex}") as cur:
@@ -96,4 +117,5 @@ class PostgresStorage(SqlStorage):
     def close(self) -> None:
         """Close the connection."""
         with self._lock:
-            self._conn.close()
+            if self._conn is not None:
+                self._conn.close()
