@@ -215,7 +215,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         self.send_header("Content-Security-Policy", CSP)
         self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Referrer-Policy", "no-referrer")
+        # same-origin, not no-referrer: under no-referrer Chromium sends "Origin: null" with the
+        # self-test form, which the Origin check below would (rightly) refuse.
+        self.send_header("Referrer-Policy", "same-origin")
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
@@ -439,7 +441,7 @@ def render_index(report: dict[str, Any], app: DiagnosticsServer, lang: str) -> s
                f"oldest {esc(j.get('oldest_waiting') or '-')}</td></tr>"
                f"<tr><td>forecast</td><td>{'quota not in reach at the current rate' if days is None else f'quota reached in about {days:.1f} days'}"
                f" ({(g.get('bytes_per_day') or 0) / 1024**2:,.1f} MB/day over {esc(g.get('window_days'))} days)</td></tr>"
-               f"<tr><td>link</td><td>{esc(link.get('link_state'))}; last ack {esc(link.get('last_ack_at') or '-')}; "
+               f"<tr><td>link</td><td>{esc(link.get('link_state') or '-')}; last ack {esc(link.get('last_ack_at') or '-')}; "
                f"drain {(link.get('drain_rate_bps') or 0) / 1024:,.0f} KiB/s; connects {esc(link.get('connects', '-'))}</td></tr>"
                "</table>")
     ch = report.get("charts") or {}
