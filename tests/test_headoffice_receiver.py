@@ -489,3 +489,16 @@ def test_station_that_rechunks_a_packet_is_not_rejected(
     assert result.status == "complete"
     assert stored_bytes(rx.storage, pid) == data
     assert rx.stats.bad_chunks == 0
+
+
+def test_receiver_survives_a_broker_restart(world_factory: Callable[[str], World]) -> None:
+    w = world_factory("sqlite")
+    w.add_station("st-a")
+    rx = w.receiver()
+    w.broker.stop()
+    w.broker.start()  # same port; paho reconnects with backoff and subscribes again
+    assert wait_for(lambda: rx.connected, 30)
+    sim = w.sim("st-a")
+    pid, data = w.packet("st-a")
+    assert sim.deliver(pid, data, timeout=40).status == "complete"
+    assert stored_bytes(rx.storage, pid) == data

@@ -216,6 +216,11 @@ class Receiver:
 
     # ------------------------------------------------------------------ lifecycle
 
+    @property
+    def connected(self) -> bool:
+        """Whether the broker connection is up right now (for diagnostics)."""
+        return self._connected.is_set()
+
     def subscriptions(self) -> list[str]:
         """The topic filters this receiver subscribes to."""
         group = self.cfg.receiver.group
