@@ -257,3 +257,20 @@ def test_telemetry_carries_the_snapshot_and_providers(mosquitto: Mosquitto,
     assert last["v"] == 1 and last["stock"] == {"blank_cards": 42}
     assert last["uplink"]["link_state"] == "connected"
     assert {"last_error", "last_ack_at", "drain_rate_bps", "backlog_packets"} <= set(last["uplink"])
+
+
+def test_stop_then_start_again_keeps_working(mosquitto: Mosquitto, journal: Journal) -> None:
+    first = save_packets(journal, STATION, [70_000], seed=61)
+    ho = HeadOffice(mosquitto.port).start()
+    up = make_uplink(journal, mosquitto.port)
+    try:
+        up.start()
+        wait_for(lambda: delivered(journal, list(first)), 20, "the first packet")
+        up.stop()
+        assert up.link_state == "stopped" and up.healthy() is False
+        second = save_packets(journal, STATION, [70_000], seed=62)
+        up.start()
+        wait_for(lambda: delivered(journal, list(second)), 20, "the second packet")
+    finally:
+        up.stop()
+        ho.stop()

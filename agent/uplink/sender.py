@@ -215,7 +215,7 @@ class Sender:
         # One reader thread reads and hashes the next chunks while this thread publishes (both
         # SQLite and SHA-256 release the GIL). At most ``window`` chunks are read ahead, so
         # memory stays bounded by about 2 x window x chunk whatever the backlog.
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uplink-read")
+        self._pool: ThreadPoolExecutor | None = None  # started on first use, again after close
         self._prefetched: dict[tuple[str, int], Future[tuple[bytes, str]]] = {}
         self._marks: dict[str, Future[None]] = {}
         self._drain: deque[tuple[float, int]] = deque()  # (time, bytes) for the drain rate
@@ -263,7 +263,9 @@ class Sender:
 
     def close(self) -> None:
         """Stop the reader thread (waits for the chunk it is reading, if any)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         self._prefetched.clear()
         self._marks.clear()
 
@@ -286,7 +288,12 @@ class Sender:
     def _submit(self, packet: _Packet, index: int) -> Future[tuple[bytes, str]]:
         offset = index * packet.chunk_size
         length = min(packet.chunk_size, packet.size - offset)
-        return self._pool.submit(self._read_chunk, packet.packet_id, offset, length)
+        return self._reader().submit(self._read_chunk, packet.packet_id, offset, length)
+
+    def _reader(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uplink-read")
+        return self._pool
 
     def _read_ahead(self) -> None:
         """Keep up to ``window`` upcoming chunks being read and hashed by the reader thread."""
@@ -402,7 +409,7 @@ class Sender:
         resumed = info.state == "sending" or getattr(info, "attempts", 0) > 0
         # Recorded by the reader thread ahead of this packet's chunk reads (an fsync off this
         # thread); its outcome is checked before the first chunk goes out.
-        self._marks[info.packet_id] = self._pool.submit(self.journal.mark_sending,
+        self._marks[info.packet_id] = self._reader().submit(self.journal.mark_sending,
                                                         info.packet_id)
         self.packets[info.packet_id] = packet
         if resumed:
