@@ -91,6 +91,9 @@ def test_station_killed_mid_transfer_resumes_from_missing_chunks(
         proc.wait(10)
         if proc.stdout:
             proc.stdout.close()
+        # The broker publishes the Last Will: the station is offline (retained).
+        wait_for(lambda: bool(ho.statuses) and json.loads(ho.statuses[-1])["state"] == "offline",
+                 10, "the Last Will")
         half_done = {pid: len(parts) for pid, parts in ho.parts.items() if parts}
         assert half_done, "the kill did not land mid-packet"
         received_before = ho.chunks_received
