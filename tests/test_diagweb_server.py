@@ -19,7 +19,8 @@ from agent.cli import main
 from agent.config import Config, ConfigError, load_config
 from agent.devices import DeviceManager, managed_devices
 from agent.diagnostics import LiveSources, build_report
-from agent.diagweb.server import COOKIE, DiagnosticsServer, SelfTests, csrf_value
+from agent.diagweb.server import COOKIE, CachedReport, DiagnosticsServer, SelfTests, csrf_value
+from agent.station import _preview
 from agent.testbed.mosquitto import free_port
 from agent.testbed.station import write_toml
 
@@ -82,7 +83,8 @@ def web(tmp_path: Path) -> Iterator[Web]:
             return [dict(d) for d in manager.snapshot()["devices"]]  # type: ignore[attr-defined]
 
         sources = LiveSources(devices=devices)
-        server = DiagnosticsServer(cfg, token=TOKEN, report=lambda: build_report(cfg, sources), selftests=selftests)
+        server = DiagnosticsServer(cfg, token=TOKEN, report=lambda: build_report(cfg, sources), selftests=selftests,
+                                   preview=_preview(manager))
         server.start()
         yield Web(cfg, server, manager, selftests)
     finally:
@@ -202,3 +204,33 @@ def test_cli_selftest_offline_opens_the_device(tmp_path: Path, capsys: pytest.Ca
     assert "broken: FAILED" in capsys.readouterr().out
     assert main(["selftest", "nosuch", "--config", str(cfg.source)]) == 2
     assert "no [devices.nosuch]" in capsys.readouterr().err
+
+
+def test_live_preview_streams_jpeg_frames(web: Web) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", web.server.port, timeout=60)
+    try:
+        conn.request("GET", "/preview.mjpeg", headers={"Authorization": f"Bearer {TOKEN}"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert resp.getheader("Content-Type") == "multipart/x-mixed-replace; boundary=rekamframe"
+        head = resp.read(200)
+        assert head.startswith(b"--rekamframe\r\nContent-Type: image/jpeg\r\n")
+        assert b"\r\n\r\n\xff\xd8" in head  # a JPEG starts right after the part headers
+    finally:
+        conn.close()
+    status, _, body = web.request("GET", "/preview")
+    assert status == 200 and b"/preview.mjpeg" in body
+
+
+def test_cached_report_builds_once_per_window() -> None:
+    calls: list[int] = []
+
+    def build() -> dict[str, Any]:
+        calls.append(1)
+        return {"n": len(calls)}
+
+    cached = CachedReport(build, ttl=3600)
+    assert cached() == {"n": 1} and cached() == {"n": 1}
+    assert cached.builds == 1
+    fresh = CachedReport(build, ttl=0)
+    assert fresh() == {"n": 2} and fresh() == {"n": 3}

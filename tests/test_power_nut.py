@@ -253,3 +253,37 @@ def test_classify(values: dict[str, str], expected: str) -> None:
     assert state.state == expected
     assert state.sessions_allowed == (expected != "low")
     assert isinstance(PowerState(expected).as_dict()["sessions_allowed"], bool)
+
+
+def test_diag_reports_power_save_from_upsd(nut: Nut, tmp_path: Path) -> None:
+    from agent.config import parse_config
+    from agent.diagnostics import build_report
+
+    cfg = parse_config({"station": {"id": "st-power-01", "state_dir": str(tmp_path / "state")},
+                        "printer": {"enabled": False},
+                        "power": {"enabled": True, "port": nut.port, "low_battery_percent": 40}})
+    nut.set("OB DISCHRG", 25)
+    wait_for(lambda: PowerMonitor(cfg.power).poll().state == "low")
+    lines = {c["name"]: c for c in build_report(cfg)["checks"]}
+    assert lines["power"]["status"] == "fail" and lines["power"]["hint_en"] == MESSAGE_EN
+
+
+def test_power_component_factory(nut: Nut) -> None:
+    from agent.config import parse_config
+    from agent.daemon import Daemon
+    from agent.power import power_component
+
+    off = parse_config({})
+    assert power_component(off, Daemon(off)) is None
+    on = parse_config({"power": {"enabled": True, "port": nut.port, "poll_seconds": 0.2}})
+    daemon = Daemon(on)
+    part = power_component(on, daemon)
+    assert part is not None and daemon.parts["power"] is part and part.journal is None
+    part.start()
+    try:
+        assert part.healthy() and part.status() == ""
+        nut.set("OB", 90)
+        wait_for(lambda: part.status() == "power battery")
+    finally:
+        part.stop()
+    assert not part.healthy()

@@ -475,6 +475,32 @@ def render_selftest(app: DiagnosticsServer, name: str, lang: str) -> str:
 # --------------------------------------------------------------------------- daemon component
 
 
+# Building a report opens the journal read-only (other modules' checks run an integrity check on
+# open), so a page left refreshing, or several technicians at once, share one report per window.
+REPORT_TTL_SECONDS = 5.0
+
+
+class CachedReport:
+    """``build()`` at most once per ``ttl`` seconds; concurrent callers wait for the same build."""
+
+    def __init__(self, build: Callable[[], dict[str, Any]], *, ttl: float) -> None:
+        self.build = build
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._at = -float("inf")
+        self._value: dict[str, Any] = {}
+        self.builds = 0
+
+    def __call__(self) -> dict[str, Any]:
+        """The cached report, rebuilt when older than ``ttl``."""
+        with self._lock:
+            if time.monotonic() - self._at >= self.ttl:
+                self._value = self.build()
+                self._at = time.monotonic()
+                self.builds += 1
+            return self._value
+
+
 class DiagnosticsPart:
     """Daemon component: the diagnostics page over the daemon's parts (registered as ``diagnostics``)."""
 
@@ -535,7 +561,8 @@ class DiagnosticsPart:
 
             preview = _preview(devices)
         sources = self.live_sources()
-        self.server = DiagnosticsServer(self.config, token=token, report=lambda: build_report(self.config, sources),
+        report = CachedReport(lambda: build_report(self.config, sources), ttl=REPORT_TTL_SECONDS)
+        self.server = DiagnosticsServer(self.config, token=token, report=report,
                                         selftests=selftests, preview=preview)
         self.server.start()
         self._thread = threading.Thread(target=self._watch_clock, name="diagnostics-clock", daemon=True)
