@@ -211,7 +211,7 @@ def test_client_without_certificate_is_refused(tls_broker: Mosquitto, pki: Pki,
                                                tmp_path: Path) -> None:
     probe = Probe(tls_broker.port, pki.context(None), "st-1")
     try:
-        assert not probe.connected.wait(3)
+        assert not probe.connected.wait(1.5)
     finally:
         probe.stop()
     # The uplink refuses to start TLS without its files, naming the keys.

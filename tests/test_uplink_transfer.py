@@ -219,13 +219,15 @@ def test_component_factory_needs_the_journal(tmp_path: Path, journal: Journal) -
     assert make_component(off, daemon) is None
 
 
-def test_more_packets_in_transfer_than_one_outbox_scan(mosquitto: Mosquitto,
-                                                       journal: Journal) -> None:
+def test_more_packets_in_transfer_than_one_outbox_scan(mosquitto: Mosquitto, journal: Journal,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     # Regression: with more unacknowledged packets than one outbox read returns, the sender
-    # must look past the packets it already has in transfer instead of stalling.
-    from agent.uplink.sender import OUTBOX_SCAN
+    # must look past the packets it already has in transfer instead of stalling. (A small scan
+    # size stands in for the real 256 to keep the test short.)
+    import agent.uplink.sender as sender_module
 
-    packets = save_packets(journal, STATION, [100] * (OUTBOX_SCAN + 20), seed=41)
+    monkeypatch.setattr(sender_module, "OUTBOX_SCAN", 8)
+    packets = save_packets(journal, STATION, [100] * 30, seed=41)
     ho = HeadOffice(mosquitto.port, answer=False).start()
     up = make_uplink(journal, mosquitto.port, max_unacked_packets=1000, ack_timeout_seconds=600)
     up.start()

@@ -295,23 +295,36 @@ class Sender:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uplink-read")
         return self._pool
 
-    def _read_ahead(self) -> None:
-        """Keep up to ``window`` upcoming chunks being read and hashed by the reader thread."""
+    def _read_ahead(self) -> int:
+        """Keep up to ``window`` upcoming chunks being read and hashed by the reader thread.
+
+        Returns how many more chunks could be read ahead (0: the read-ahead is full).
+        """
         for key in [k for k in self._prefetched if k[0] not in self.packets]:
             self._prefetched.pop(key).cancel()
-        if len(self._prefetched) >= self.window:
-            return
         for pid in self._sending:
             packet = self.packets.get(pid)
             if packet is None:
                 continue
             for index in packet.todo:
-                key = (pid, index)
-                if key in self._prefetched:
-                    continue
                 if len(self._prefetched) >= self.window:
-                    return
-                self._prefetched[key] = self._submit(packet, index)
+                    return 0
+                key = (pid, index)
+                if key not in self._prefetched:
+                    self._prefetched[key] = self._submit(packet, index)
+        return self.window - len(self._prefetched)
+
+    def _fill_pipeline(self, publish: PublishFn) -> None:
+        """Read ahead, starting the next packets early so a packet's start is no bubble.
+
+        Packets are small (a few chunks); without this the reader would idle at every packet
+        boundary while the next packet's mark_sending (an fsync) and first read happen.
+        """
+        while self._read_ahead() > 0 and len(self.packets) < self.max_unacked_packets:
+            info = self._next_candidate()
+            if info is None:
+                return
+            self._start_packet(info, publish)
 
     def add_source(self, source: OutboxSource) -> None:
         """Publish another owner's pending messages (QoS 1) and mark them sent on PUBACK."""
@@ -425,6 +438,7 @@ class Sender:
     def _pump_chunks(self, publish: PublishFn) -> float:
         while True:
             if self.chunks_inflight() >= self.window:
+                self._fill_pipeline(publish)
                 return 1.0
             packet = self._next_sending()
             if packet is None:
@@ -452,7 +466,7 @@ class Sender:
             future = self._prefetched.pop((packet.packet_id, index), None)
             if future is None:
                 future = self._submit(packet, index)
-            self._read_ahead()
+            self._fill_pipeline(publish)
             try:
                 data, digest = future.result(timeout=60)
             except JournalError as exc:
