@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -271,3 +272,32 @@ def test_replay_refused_across_a_station_restart(mosquitto: Mosquitto, journal: 
     finally:
         inj.stop()
     assert got == ["once"]
+
+
+def test_outage_longer_than_the_puback_timeout(mosquitto: Mosquitto, journal: Journal) -> None:
+    # Regression: PUBACK clocks of messages in flight when the link went down must restart on
+    # the new connection, or every reconnect after a long outage is dropped at once.
+    packets = save_packets(journal, STATION, [200_000] * 8, seed=71)
+    ho = HeadOffice(mosquitto.port).start()
+    with LinkProxy(mosquitto.port) as proxy:
+        up = Uplink(uplink_cfg(proxy.port, puback_timeout_seconds=2,
+                               bandwidth_limit_bps=800_000),
+                    station_id=STATION, journal=journal, chunk_bytes=journal.cfg.chunk_bytes,
+                    public_keys=ho_public_keys, version="test")
+        up.start()
+        try:
+            wait_for(lambda: up.sender.chunks_inflight() > 0 and len(ho.stored) >= 1, 20,
+                     "chunks in flight")
+            proxy.blackhole(True)  # in-flight chunks get no PUBACK
+            wait_for(lambda: up.link_state != "connected", 15, "the PUBACK timeout to fire")
+            proxy.refuse(True)
+            proxy.drop()
+            proxy.blackhole(False)
+            time.sleep(3)  # the outage outlasts the PUBACK timeout
+            proxy.set_latency(0.05)  # a real link: PUBACKs come a round trip after CONNACK
+            proxy.refuse(False)
+            wait_for(lambda: len(ho.stored) == len(packets), 60, "delivery after the outage")
+        finally:
+            up.stop()
+            ho.stop()
+    assert ho.stored == packets and set(ho.store_count.values()) == {1}

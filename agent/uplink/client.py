@@ -324,6 +324,11 @@ class Uplink:
         except ValueError as exc:
             self._fail(str(exc))
             return
+        # Messages still in flight from the last connection are resent by paho now: their
+        # PUBACK clocks start again, or a long outage would fail every new connection at once.
+        now = time.monotonic()
+        for mid in self._sent_at:
+            self._sent_at[mid] = now
         # Always publish online (retained) and subscribe: a broker that lost our session
         # (restart without persistence) must get both again.
         client.publish(self.topics.status, self._status_payload("online"), qos=1, retain=True)

@@ -302,6 +302,8 @@ class Sender:
         """
         for key in [k for k in self._prefetched if k[0] not in self.packets]:
             self._prefetched.pop(key).cancel()
+        for pid in [p for p in self._marks if p not in self.packets]:
+            del self._marks[pid]  # finished without sending a chunk (acked after a query)
         for pid in self._sending:
             packet = self.packets.get(pid)
             if packet is None:
