@@ -156,8 +156,12 @@ def test_hostile_orders_and_commands_are_refused_logged_and_never_executed(
     order_topic, command_topic = f"{BASE}/print/order", f"{BASE}/command"
 
     hostile: dict[str, tuple[str, bytes, str]] = {}
-    for leaf, topic, make in (("order", order_topic, lambda **o: _hostile_card(_order(**o))),
-                              ("command", command_topic, _set_command)):
+    def hostile_order(**over: Any) -> dict[str, Any]:
+        return _hostile_card(_order(**over))
+
+    makers: tuple[tuple[str, str, Callable[..., dict[str, Any]]], ...] = (
+        ("order", order_topic, hostile_order), ("command", command_topic, _set_command))
+    for leaf, topic, make in makers:
         hostile[f"{leaf} forged (attacker key under head office's kid)"] = (
             topic, _sign(attacker, kid, topic, make()), "BadSignatureError")
         hostile[f"{leaf} unknown kid"] = (topic, _sign(attacker, key_id(attacker.public_key()), topic, make()),
