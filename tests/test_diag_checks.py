@@ -270,3 +270,23 @@ def test_report_has_no_personal_fields(cfg: Config) -> None:
 def test_checksum_helper_is_independent() -> None:
     # Guards the test helper above: packets are random, so two are never equal.
     assert hashlib.sha256(os.urandom(8)).hexdigest() != hashlib.sha256(os.urandom(8)).hexdigest()
+
+
+def test_offline_stock_reads_the_ledger_without_opening_the_journal(tmp_path: Path) -> None:
+    from agent.diagnostics import offline_stock
+    from agent.printing.queue import PrintQueue
+    from agent.printing.stock import StockLedger
+
+    cfg = make_config(tmp_path, printer={"enabled": True})
+    cfg.state_dir.mkdir(mode=0o700)
+    with Journal.open(cfg.state_dir, cfg.journal):
+        pass
+    assert offline_stock(cfg) is None  # nothing printed or delivered yet: no tables
+    with Journal.open(cfg.state_dir, cfg.journal) as journal:
+        ledger = StockLedger(journal)
+        ledger.add_delivery(250, "BATCH-1")
+        PrintQueue(journal, ledger, station_id="st-diag-01")
+    stock = offline_stock(cfg)
+    assert stock is not None and stock["blanks"] == 250 and stock["queued_orders"] == 0
+    report = build_report(cfg)
+    assert report["stock"] == stock
