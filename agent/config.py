@@ -177,7 +177,9 @@ class UplinkConfig:
     key_file: Path | None = key("This station's client key file.", None, secret_path=True)
     username: str | None = key("MQTT user name (optional).", None)
     password_file: Path | None = key("File holding the MQTT password (optional).", None, secret_path=True)
-    keepalive_seconds: int = key("MQTT keepalive; detects half-open links.", 30, minimum=5, maximum=3600)
+    keepalive_seconds: int = key(
+        "MQTT keepalive; a half-open link is detected within about twice this.",
+        30, minimum=2, maximum=3600)
     session_expiry_seconds: int = key(
         "MQTT v5 session expiry: how long the broker keeps this station's session.",
         7 * 24 * 3600,

@@ -130,7 +130,7 @@ def test_half_open_link_detected_and_recovered(mosquitto: Mosquitto, journal: Jo
     packets = save_packets(journal, STATION, [200_000] * 12, seed=12)
     ho = HeadOffice(mosquitto.port).start()
     with LinkProxy(mosquitto.port) as proxy:
-        up = Uplink(uplink_cfg(proxy.port, keepalive_seconds=5, bandwidth_limit_bps=1_000_000,
+        up = Uplink(uplink_cfg(proxy.port, keepalive_seconds=2, bandwidth_limit_bps=1_000_000,
                                puback_timeout_seconds=60),
                     station_id=STATION, journal=journal, chunk_bytes=journal.cfg.chunk_bytes,
                     public_keys=ho_public_keys, version="test")
@@ -139,7 +139,7 @@ def test_half_open_link_detected_and_recovered(mosquitto: Mosquitto, journal: Jo
             wait_for(lambda: len(ho.stored) >= 2, 30, "transfer under way")
             proxy.blackhole(True)  # no FIN, no RST: only the keepalive can tell
             # paho pings after one keepalive of silence and gives up one keepalive later.
-            wait_for(lambda: up.link_state != "connected", 3 * 5 + 2, "half-open detection")
+            wait_for(lambda: up.link_state != "connected", 3 * 2 + 2, "half-open detection")
             assert up.last_error
             proxy.blackhole(False)
             wait_for(lambda: len(ho.stored) == len(packets), 60, "recovery after the link")
@@ -280,7 +280,7 @@ def test_outage_longer_than_the_puback_timeout(mosquitto: Mosquitto, journal: Jo
     packets = save_packets(journal, STATION, [200_000] * 8, seed=71)
     ho = HeadOffice(mosquitto.port).start()
     with LinkProxy(mosquitto.port) as proxy:
-        up = Uplink(uplink_cfg(proxy.port, puback_timeout_seconds=2,
+        up = Uplink(uplink_cfg(proxy.port, puback_timeout_seconds=1,
                                bandwidth_limit_bps=800_000),
                     station_id=STATION, journal=journal, chunk_bytes=journal.cfg.chunk_bytes,
                     public_keys=ho_public_keys, version="test")
@@ -293,7 +293,7 @@ def test_outage_longer_than_the_puback_timeout(mosquitto: Mosquitto, journal: Jo
             proxy.refuse(True)
             proxy.drop()
             proxy.blackhole(False)
-            time.sleep(3)  # the outage outlasts the PUBACK timeout
+            time.sleep(1.5)  # the outage outlasts the PUBACK timeout
             proxy.set_latency(0.05)  # a real link: PUBACKs come a round trip after CONNACK
             proxy.refuse(False)
             wait_for(lambda: len(ho.stored) == len(packets), 60, "delivery after the outage")
