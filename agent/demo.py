@@ -102,7 +102,7 @@ def run_demo(args: argparse.Namespace) -> int:
         say("station daemon ready; devices: fingerprint module, ten-print, camera, iris, signature pad, "
             "printer (all emulated)")
         signed = station.sign_in()
-        say(f"operator {signed.get('staff_id')} signed in by fingerprint")
+        say(f"operator {signed['operator']['staff_id']} signed in by fingerprint")
         summary = _run_office_day(args, say, station, ho, proxy)
         say(f"station daemon stopped (exit {station.stop()})")
         summary["stock_left"] = _stock_left(station)

@@ -22,12 +22,18 @@ log = logging.getLogger(__name__)
 
 
 class JournalPart:
-    """Owns the journal: opened (with recovery) at start, purged periodically, closed at stop."""
+    """Owns the journal: opened (with recovery) at start, purged periodically, closed at stop.
+
+    Its maintenance thread also keeps the KPI rows current: later stage stamps, and link
+    outages (from the uplink's state) for "time lost to link outages".
+    """
 
     name = "journal"
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, daemon: Daemon | None = None) -> None:
         self.config = config
+        self.daemon = daemon
+        self._link_up: bool | None = None
         self.journal: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -51,11 +57,25 @@ class JournalPart:
             try:
                 # Service-time stamps (sent, acknowledged, printed) follow within seconds.
                 kpi.sync_stages(KpiStore(self.journal))
+                self._track_link(kpi)
                 if turns % 30 == 0:
                     # Retention > 0 keeps acknowledged packets for a while; purge them when due.
                     self.journal.purge_due()
             except Exception:
                 log.exception("journal maintenance failed")
+
+    def _track_link(self, kpi: Any) -> None:
+        uplink = self.daemon.parts.get("uplink") if self.daemon is not None else None
+        if uplink is None:
+            return
+        up = uplink.link_state == "connected"
+        if up == self._link_up:
+            return
+        from agent.workflow.session import utc_now
+
+        if self._link_up is not None or not up:
+            (kpi.link_up if up else kpi.link_down)(KpiStore(self.journal), utc_now())
+        self._link_up = up
 
     def stop(self) -> None:
         """Close the journal (flushes; nothing is lost)."""
@@ -283,7 +303,7 @@ def _preview(devices: Any) -> Any:
 
 
 def _journal(config: Config, daemon: Daemon) -> JournalPart:
-    part = JournalPart(config)
+    part = JournalPart(config, daemon)
     daemon.parts["journal"] = part
     return part
 

@@ -232,3 +232,40 @@ def test_service_record_has_no_identity() -> None:
     text = repr(record)
     assert s.biodata["nik"] not in text and s.biodata["name"] not in text
     assert record["first_time_pass"] == 14 and record["record_seconds"] is not None
+
+
+class SlapScripted:
+    """A ten-print source: per slap, the qualities of its fingers."""
+
+    def __init__(self, qualities: dict[int, int]) -> None:
+        self.qualities = qualities
+        self.skips: list[tuple[int, ...]] = []
+
+    def capture_slap(self, slap: str, *, skip: tuple[int, ...], language: str) -> dict[int, Capture]:
+        from agent.workflow.session import SLAPS
+
+        self.skips.append(skip)
+        return {p: Capture(b"img", "png", self.qualities.get(p, 90), 10, 10, {"model": "tp"})
+                for p in SLAPS[slap] if p not in skip}
+
+
+def test_slaps_fill_four_four_two_fingers() -> None:
+    s = ready_session()
+    s.capture("face", Scripted())
+    s.next()
+    provider = SlapScripted({4: 12})
+    s.record_exception("finger.9", "bandaged", "", Scripted())
+    right = s.capture_slap("right_four", provider)
+    assert not right["accepted"] and [f["item"] for f in right["fingers"] if not f["accepted"]] == ["finger.4"]
+    left = s.capture_slap("left_four", provider)
+    assert provider.skips[-1] == (9,)
+    assert left["accepted"] and s.items["finger.9"].status == "excepted"
+    s.capture_slap("two_thumbs", provider)
+    with pytest.raises(WorkflowError):
+        s.next()  # finger.4 still below the gate
+    s.capture("finger.4", Scripted(80))
+    s.next()
+    assert s.state is State.IRISES
+    with pytest.raises(WorkflowError) as exc:
+        s.capture_slap("both_hands", provider)
+    assert exc.value.status == 404

@@ -114,5 +114,51 @@ def test_enrollment_needs_a_signed_in_operator(station: SimulatedStation) -> Non
     with pytest.raises(ApiError) as exc:
         client.call("POST", "/v1/sessions")
     assert exc.value.status == 401
-    assert station.sign_in()["staff_id"] == "OP-001"
+    assert station.sign_in()["operator"]["staff_id"] == "OP-001"
     assert client.call("POST", "/v1/sessions")["state"] == "biodata"
+
+
+def test_slap_capture_through_the_api(station: SimulatedStation) -> None:
+    client = station.client()
+    sid = client.call("POST", "/v1/sessions")["session_id"]
+    client.call("PUT", f"/v1/sessions/{sid}/biodata", applicant(11))
+    client.call("POST", f"/v1/sessions/{sid}/next")
+    client.call("POST", f"/v1/sessions/{sid}/capture/face")
+    client.call("POST", f"/v1/sessions/{sid}/next")
+    for slap in ("right_four", "left_four", "two_thumbs"):
+        result = client.call("POST", f"/v1/sessions/{sid}/capture-slap/{slap}")
+        assert len(result["fingers"]) == {"two_thumbs": 2}.get(slap, 4)
+    items = {i["item"]: i for i in client.call("GET", f"/v1/sessions/{sid}")["items"]}
+    assert all(items[f"finger.{p}"]["attempts"] >= 1 for p in range(1, 11))
+    client.call("POST", f"/v1/sessions/{sid}/cancel")
+
+
+def test_two_front_ends_racing_for_one_device(station: SimulatedStation) -> None:
+    import threading
+
+    client = station.client()
+    sids = []
+    for seed in (21, 22):
+        sid = client.call("POST", "/v1/sessions")["session_id"]
+        client.call("PUT", f"/v1/sessions/{sid}/biodata", applicant(seed))
+        client.call("POST", f"/v1/sessions/{sid}/next")
+        sids.append(sid)
+    outcomes: list[object] = []
+
+    def capture(sid: str) -> None:
+        try:
+            outcomes.append(client.call("POST", f"/v1/sessions/{sid}/capture/face")["accepted"])
+        except ApiError as exc:
+            outcomes.append(exc.status)
+
+    threads = [threading.Thread(target=capture, args=(sid,)) for sid in sids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    # One camera, one capture at a time: either the second caller is told "busy" (423), or the
+    # captures ran one after the other; never two at once, never a crash.
+    assert sorted(map(str, outcomes)) in (["423", "True"], ["True", "True"], ["423", "False"], ["False", "True"],
+                                          ["False", "False"])
+    for sid in sids:
+        client.call("POST", f"/v1/sessions/{sid}/cancel")

@@ -117,6 +117,7 @@ class StationApi:
         r("PUT", "/v1/sessions/{sid}/biodata", self._biodata)
         r("POST", "/v1/sessions/{sid}/next", self._next)
         r("POST", "/v1/sessions/{sid}/capture/{item}", self._capture)
+        r("POST", "/v1/sessions/{sid}/capture-slap/{slap}", self._capture_slap)
         r("POST", "/v1/sessions/{sid}/force-accept/{item}", self._force)
         r("POST", "/v1/sessions/{sid}/exception/{item}", self._exception)
         r("GET", "/v1/sessions/{sid}/review", self._review)
@@ -152,6 +153,15 @@ class StationApi:
         session = self._session(q)
         with session.exclusive():
             result = session.capture(q.params["item"], self.provider)
+        return 200, result
+
+    def _capture_slap(self, q: ApiRequest) -> tuple[int, Any]:
+        session = self._session(q)
+        if not hasattr(self.provider, "capture_slap"):
+            raise WorkflowError("no_slaps", 409, "Pemindai ini tidak bisa merekam empat jari sekaligus.",
+                                "This station's scanner cannot take slaps; capture single fingers.")
+        with session.exclusive():
+            result = session.capture_slap(q.params["slap"], self.provider)  # type: ignore[arg-type]
         return 200, result
 
     def _force(self, q: ApiRequest) -> tuple[int, Any]:

@@ -75,6 +75,31 @@ class DeviceCaptureProvider:
         except KeyError as exc:  # a device removed from the manager under us
             raise DeviceMissingError(str(exc), device=name) from exc
 
+    def capture_slap(self, slap: str, *, skip: tuple[int, ...], language: str) -> dict[int, Capture]:
+        """A 4-4-2 slap from the ten-print scanner, one capture per finger found."""
+        from drivers.fingerprint.base import FingerPosition, Slap
+
+        names = self.devices.by_role("tenprint")
+        if not names:
+            raise WorkflowError("no_slaps", 409, "Pemindai ini tidak bisa merekam empat jari sekaligus.",
+                                "This station's scanner cannot take slaps; capture single fingers.")
+        name = names[0]
+        try:
+            cap = self.devices.capture_slap(name, Slap[slap.upper()], timeout=self.timeout,
+                                            skip=tuple(FingerPosition(p) for p in skip))
+        except DeviceBusyError as exc:
+            raise WorkflowError("device_busy", 423, "Perangkat sedang dipakai oleh layar lain. Tunggu sebentar.",
+                                "The device is busy with another capture. Wait a moment.") from exc
+        out: dict[int, Capture] = {}
+        for finger in cap.fingers:
+            buf = io.BytesIO()
+            finger.image.save(buf, "PNG")
+            out[int(finger.position)] = Capture(
+                buf.getvalue(), "png", finger.quality, finger.image.width, finger.image.height,
+                self._identity(name), details={"quality_method": finger.quality_method, "slap": slap},
+                ppi=finger.ppi)
+        return out
+
     def _face(self, name: str, *, scored: bool, birth_year: int | None) -> Capture:
         from agent.quality.face import check_face_jpeg
 

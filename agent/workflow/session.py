@@ -32,6 +32,9 @@ FINGER_NAMES = {
 }
 EYES = ("right", "left")
 EXCEPTION_REASONS = ("amputated", "bandaged", "damaged", "other")
+# ISO/IEC 19794-4 slaps of a 4-4-2 capture and the finger positions each covers.
+SLAPS: dict[str, tuple[int, ...]] = {"right_four": (2, 3, 4, 5), "left_four": (7, 8, 9, 10),
+                                     "two_thumbs": (1, 6)}
 # Signature captures score 50 at exactly the configured minimum ink share ([quality] signature_min_ink).
 SIGNATURE_GATE = 50
 
@@ -98,6 +101,13 @@ class CaptureProvider(Protocol):
         ``context`` carries what a quality check may need (the birth year for the photo
         background rule); it is never logged or kept.
         """
+
+
+class SlapProvider(Protocol):
+    """A capture source that can take a 4-4-2 slap (a ten-print scanner)."""
+
+    def capture_slap(self, slap: str, *, skip: tuple[int, ...], language: str) -> dict[int, Capture]:
+        """Capture one slap; return a capture per finger position found."""
 
 
 class Sealer(Protocol):
@@ -295,6 +305,70 @@ class Session:
         self._audit("capture", "below_threshold", key)
         hint = guidance.TEXTS[f"{item.modality}.hint"]
         return self._retry_answer(item, hint[0], hint[1], cap)
+
+    def capture_slap(self, slap: str, provider: SlapProvider) -> dict[str, Any]:
+        """Capture a whole slap (4-4-2) and judge each finger in it against the finger gate.
+
+        Fingers already excepted are skipped (the scanner is told, so it does not wait for
+        them); fingers already accepted are kept unless the slap scores them higher.
+        """
+        from drivers.errors import DeviceError, UserRetryError
+
+        positions = SLAPS.get(slap)
+        if positions is None:
+            raise WorkflowError("unknown_item", 404, f"Slap {slap!r} tidak dikenal.",
+                                f"Unknown slap {slap!r} (known: {', '.join(SLAPS)}).")
+        keys = [f"finger.{p}" for p in positions]
+        retake = self.state is not State.FINGERS
+        event = Event.RETAKE_FINGER if retake else Event.CAPTURE_FINGER
+        self._check(event)
+        skip = tuple(p for p in positions if self.items[f"finger.{p}"].status == "excepted")
+        started = self.clock()
+        try:
+            caps = provider.capture_slap(slap, skip=skip, language=self.language)
+        except UserRetryError as exc:
+            self.retry_seconds += self.clock() - started
+            self._audit("capture_slap", "user_retry", slap)
+            return {"slap": slap, "accepted": False, "fingers": [],
+                    "message": {"id": exc.hint_id, "en": exc.hint_en}}
+        except DeviceError as exc:
+            self.fault_seconds += self.clock() - started
+            self._audit("capture_slap", "device_fault", slap)
+            raise WorkflowError("device_error", 503, exc.hint_id, exc.hint_en,
+                                {"device_error": type(exc).__name__}) from exc
+        self._fire(event)
+        threshold = self.threshold("finger")
+        results: list[dict[str, Any]] = []
+        for key, position in zip(keys, positions, strict=True):
+            item = self.items[key]
+            cap = caps.get(position)
+            if cap is None or position in skip:
+                continue
+            item.attempts += 1
+            if item.best is None or cap.quality >= item.best.quality:
+                item.best = cap
+                item.captured_at = utc_now()
+            item.operator_id = self.operator_id
+            if cap.quality >= threshold:
+                item.status = "accepted"
+                item.force_reason = None
+            elif item.status not in ("accepted", "force_accepted"):
+                item.status = "retry"
+            results.append({"item": key, "quality": cap.quality, "accepted": item.status == "accepted",
+                            "attempts": item.attempts,
+                            "force_accept_offered": item.status == "retry"
+                            and item.attempts >= self.config.quality.retries})
+        self._stamp(f"capture.slap.{slap}")
+        self._audit("capture_slap", "done", slap)
+        pending = [str(r["item"]) for r in results if not r["accepted"]]
+        if pending:
+            hint = guidance.TEXTS["finger.hint"]
+            message = {"id": guidance.say("incomplete", "id", items=", ".join(pending)) + " " + hint[0],
+                       "en": guidance.say("incomplete", "en", items=", ".join(pending)) + " " + hint[1]}
+        else:
+            message = guidance.both("accepted", score=min((int(r["quality"]) for r in results), default=0))
+        return {"slap": slap, "accepted": not pending, "threshold": threshold, "fingers": results,
+                "message": message}
 
     def _retry_answer(self, item: Item, hint_id: str, hint_en: str, cap: Capture | None) -> dict[str, Any]:
         threshold = self.threshold(item.modality)
