@@ -7,6 +7,7 @@ import http.client
 import json
 import socket
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,14 @@ from agent.cli import main
 from agent.config import Config, ConfigError, load_config
 from agent.devices import DeviceManager, managed_devices
 from agent.diagnostics import LiveSources, build_report
-from agent.diagweb.server import COOKIE, CachedReport, DiagnosticsServer, SelfTests, csrf_value
-from agent.station import _preview
+from agent.diagweb.server import (
+    COOKIE,
+    CachedReport,
+    DiagnosticsServer,
+    SelfTests,
+    csrf_value,
+    live_preview,
+)
 from agent.testbed.mosquitto import free_port
 from agent.testbed.station import write_toml
 
@@ -84,7 +91,7 @@ def web(tmp_path: Path) -> Iterator[Web]:
 
         sources = LiveSources(devices=devices)
         server = DiagnosticsServer(cfg, token=TOKEN, report=lambda: build_report(cfg, sources), selftests=selftests,
-                                   preview=_preview(manager))
+                                   preview=live_preview(manager))
         server.start()
         yield Web(cfg, server, manager, selftests)
     finally:
@@ -216,10 +223,17 @@ def test_live_preview_streams_jpeg_frames(web: Web) -> None:
         head = resp.read(200)
         assert head.startswith(b"--rekamframe\r\nContent-Type: image/jpeg\r\n")
         assert b"\r\n\r\n\xff\xd8" in head  # a JPEG starts right after the part headers
+        resp.close()  # the response holds the socket open; closing it is the viewer leaving
     finally:
         conn.close()
     status, _, body = web.request("GET", "/preview")
     assert status == 200 and b"/preview.mjpeg" in body
+    # The viewer left: the camera's owner finishes the preview job and takes the next one.
+    deadline = time.monotonic() + 30
+    while web.manager.device("camera").state != "ready" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    status, _, body = web.request("POST", "/api/selftest/camera")
+    assert status == 200 and json.loads(body)["ok"] is True
 
 
 def test_cached_report_builds_once_per_window() -> None:
@@ -234,3 +248,18 @@ def test_cached_report_builds_once_per_window() -> None:
     assert cached.builds == 1
     fresh = CachedReport(build, ttl=0)
     assert fresh() == {"n": 2} and fresh() == {"n": 3}
+
+
+def test_a_stalled_viewer_does_not_hold_the_camera(web: Web) -> None:
+    preview = live_preview(web.manager, stall_timeout=1.0)
+    assert preview is not None
+    frames = preview()
+    assert next(frames).startswith(b"\xff\xd8")
+    # The viewer neither reads on nor closes: the owner gives the camera back on its own.
+    deadline = time.monotonic() + 30
+    while web.manager.device("camera").state != "ready" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert web.manager.device("camera").state == "ready"
+    frames.close()
+    status, _, body = web.request("POST", "/api/selftest/camera")
+    assert status == 200 and json.loads(body)["ok"] is True

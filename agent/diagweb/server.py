@@ -19,13 +19,15 @@ Content-Security-Policy: no scripts at all, images and styles from this server o
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import json
 import logging
+import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime
 from hashlib import sha256
 from http import HTTPStatus
@@ -187,6 +189,8 @@ class _Handler(BaseHTTPRequestHandler):
     app: DiagnosticsServer
     server_version = "rekam-diagnostics"
     protocol_version = "HTTP/1.1"
+    # Socket timeout for every read and write: a client that stalls frees its thread (and the camera).
+    timeout = 30.0
 
     def log_message(self, format: str, *args: Any) -> None:
         # Request lines may carry the login token in the query: never log them above DEBUG, and cut it.
@@ -276,8 +280,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._html(200, render_selftest(self.app, m.group(1), lang))
             else:
                 self._error(404, "Unknown page.", "Halaman tidak dikenal.", api=path.startswith("/api/"))
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        except OSError:
+            pass  # the browser went away or stalled past the socket timeout
         except Exception:
             log.exception("diagnostics page %s failed", path)
             self._error(500, "Internal error.", "Kesalahan internal.", api=path.startswith("/api/"))
@@ -322,8 +326,8 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 lang = self._lang(parse_qs(url.query))
                 self._redirect(f"/selftest/{name}?lang={lang}")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        except OSError:
+            pass  # the browser went away or stalled past the socket timeout
         except Exception:
             log.exception("diagnostics POST %s failed", path)
             self._error(500, "Internal error.", "Kesalahan internal.", api=api)
@@ -366,10 +370,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
-        for jpeg in self.app.preview():
-            self.wfile.write(f"--{boundary}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode())
-            self.wfile.write(jpeg)
-            self.wfile.write(b"\r\n")
+        # closing(): a viewer that goes away ends the generator now, which releases the camera.
+        frames = self.app.preview()
+        try:
+            for jpeg in frames:
+                self.wfile.write(f"--{boundary}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode())
+                self.wfile.write(jpeg)
+                self.wfile.write(b"\r\n")
+        finally:
+            close = getattr(frames, "close", None)
+            if callable(close):
+                close()
 
 
 # --------------------------------------------------------------------------- rendering
@@ -475,6 +486,64 @@ def render_selftest(app: DiagnosticsServer, name: str, lang: str) -> str:
 # --------------------------------------------------------------------------- daemon component
 
 
+def live_preview(devices: Any, *, max_frames: int = 300, frame_timeout: float = 10.0,
+                 stall_timeout: float = 5.0) -> Callable[[], Generator[bytes, None, None]] | None:
+    """Camera preview frames as they come, through the camera's owner thread.
+
+    The owner runs the driver's preview as one job and hands each JPEG over a queue of two; the
+    viewer going away, or not reading for ``stall_timeout`` (or ``max_frames``, about 10 s), ends
+    the job, so a capture never waits long. The viewer waits at most ``frame_timeout`` for a frame.
+    Every wait is bounded; no frame is kept.
+    """
+    names = devices.by_role("camera")
+    if not names:
+        return None
+    name = names[0]
+
+    def frames() -> Generator[bytes, None, None]:
+        handoff: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
+        gone = threading.Event()
+
+        def job(driver: Any, cancel: threading.Event) -> None:
+            for jpeg in driver.preview(stop=gone, max_frames=max_frames):
+                # A viewer that stops reading (stalled, not closed) must not hold the camera.
+                stalled_at = time.monotonic() + stall_timeout
+                while not (gone.is_set() or cancel.is_set()):
+                    try:
+                        handoff.put(jpeg, timeout=0.5)
+                        break
+                    except queue.Full:
+                        if time.monotonic() > stalled_at:
+                            gone.set()
+                if gone.is_set() or cancel.is_set():
+                    return
+
+        def run() -> None:
+            try:
+                devices.call(name, job, timeout=max_frames / 5 + 30, label="preview")
+            except Exception as exc:  # noqa: BLE001 - busy or absent camera: the stream just ends
+                log.info("camera preview ended: %s", type(exc).__name__)
+            finally:
+                with contextlib.suppress(queue.Full):
+                    handoff.put(None, timeout=1.0)
+
+        worker = threading.Thread(target=run, name="diagnostics-preview", daemon=True)
+        worker.start()
+        try:
+            while True:
+                try:
+                    item = handoff.get(timeout=frame_timeout)
+                except queue.Empty:
+                    return
+                if item is None:
+                    return
+                yield item
+        finally:
+            gone.set()
+
+    return frames
+
+
 # Building a report opens the journal read-only (other modules' checks run an integrity check on
 # open), so a page left refreshing, or several technicians at once, share one report per window.
 REPORT_TTL_SECONDS = 5.0
@@ -555,11 +624,7 @@ class DiagnosticsPart:
 
         names: Callable[[], list[str]] = (lambda: list(devices.devices)) if devices is not None else list
         selftests = SelfTests(run_selftest, names, self.config.state_dir / "selftest")
-        preview = None
-        if devices is not None:
-            from agent.station import _preview
-
-            preview = _preview(devices)
+        preview = live_preview(devices) if devices is not None else None
         sources = self.live_sources()
         report = CachedReport(lambda: build_report(self.config, sources), ttl=REPORT_TTL_SECONDS)
         self.server = DiagnosticsServer(self.config, token=token, report=report,
