@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from agent.quality.result import Check, combine, grade
+from agent.quality.result import Check, CheckedResult, combine, grade
 
 NOT_CHECKED: tuple[str, ...] = (
     "face detection (a person-shaped region is found, not a face)",
@@ -64,33 +64,13 @@ class FaceThresholds:
 
 
 @dataclass(frozen=True)
-class FaceQuality:
+class FaceQuality(CheckedResult):
     """The result of :func:`check_face`."""
 
     score: int
     passed: bool
     checks: tuple[Check, ...]
     not_checked: tuple[str, ...] = field(default=NOT_CHECKED)
-
-    def failed(self) -> tuple[Check, ...]:
-        """Checks that did not pass."""
-        return tuple(c for c in self.checks if not c.passed)
-
-    def hints(self, language: str) -> list[str]:
-        """Plain-language advice for each failed check in ``language`` ("id" or "en")."""
-        return [c.hint_id if language == "id" else c.hint_en for c in self.failed()]
-
-    def as_dict(self) -> dict[str, object]:
-        """JSON form for the station API and the packet manifest (no image data)."""
-        return {
-            "score": self.score,
-            "passed": self.passed,
-            "checks": [
-                {"name": c.name, "passed": c.passed, "score": round(c.score, 1), "measured": c.measured}
-                for c in self.checks
-            ],
-            "not_checked": list(self.not_checked),
-        }
 
 
 WEIGHTS = {

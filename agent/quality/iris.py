@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageFilter
 
-from agent.quality.result import Check, combine, grade
+from agent.quality.result import Check, CheckedResult, combine, grade
 
 NOT_CHECKED: tuple[str, ...] = (
     "gaze angle (off-axis eye)",
@@ -71,7 +71,7 @@ class IrisMeasure:
 
 
 @dataclass(frozen=True)
-class IrisQuality:
+class IrisQuality(CheckedResult):
     """The result of :func:`check_iris`."""
 
     score: int
@@ -79,26 +79,6 @@ class IrisQuality:
     checks: tuple[Check, ...]
     measure: IrisMeasure | None
     not_checked: tuple[str, ...] = field(default=NOT_CHECKED)
-
-    def failed(self) -> tuple[Check, ...]:
-        """Checks that did not pass."""
-        return tuple(c for c in self.checks if not c.passed)
-
-    def hints(self, language: str) -> list[str]:
-        """Advice for each failed check in ``language`` ("id" or "en")."""
-        return [c.hint_id if language == "id" else c.hint_en for c in self.failed()]
-
-    def as_dict(self) -> dict[str, object]:
-        """JSON form (measurements only, no pixels)."""
-        return {
-            "score": self.score,
-            "passed": self.passed,
-            "checks": [
-                {"name": c.name, "passed": c.passed, "score": round(c.score, 1), "measured": c.measured}
-                for c in self.checks
-            ],
-            "not_checked": list(self.not_checked),
-        }
 
 
 HINT_NO_EYE = ("Mata tidak terlihat. Lihat lurus ke dalam alat pemindai iris.",
