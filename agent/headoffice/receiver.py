@@ -250,6 +250,7 @@ class Receiver:
         """Disconnect and stop paho's thread."""
         self.client.disconnect()
         self.client.loop_stop()
+        self._detach()
 
     def kill(self) -> None:
         """Drop the connection without a DISCONNECT (tests: a receiver dying mid-packet)."""
@@ -257,6 +258,17 @@ class Receiver:
         self.client.loop_stop()
         if sock is not None:
             sock.close()
+        self._detach()
+
+    def _detach(self) -> None:
+        # paho's loop_stop() leaves its internal wake-up socket pair open until the client is
+        # finalised; our bound-method callbacks make client and receiver a reference cycle, so
+        # that would wait for the cyclic GC (and warn about unclosed sockets). Without the
+        # callbacks the client is freed, and its sockets closed, as soon as we drop it.
+        self.client.on_connect = None
+        self.client.on_disconnect = None
+        self.client.on_message = None
+        self.client.on_subscribe = None
 
     def recover(self, limit: int = 1000) -> int:
         """Assemble packets whose chunks are all in (a receiver died before finishing them)."""

@@ -69,9 +69,12 @@ class SimStation:
         return self
 
     def close(self) -> None:
-        """Disconnect."""
+        """Disconnect; drop the callbacks so the client (and paho's socket pair) is freed."""
         self.client.disconnect()
         self.client.loop_stop()
+        self.client.on_connect = None
+        self.client.on_subscribe = None
+        self.client.on_message = None
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                     properties: Any) -> None:
