@@ -100,7 +100,7 @@ class World:
             storage["dsn_file"] = str(self.tmp / "dsn")
         return parse_headoffice_config({
             "broker": {"host": "127.0.0.1", "port": self.broker.port, "transport": "tcp"},
-            "receiver": {"group": "ingest", "lease_seconds": 2.0},
+            "receiver": {"group": "ingest", "lease_seconds": 1.0},
             "storage": storage,
             "keys": {"directory": str(self.tmp / "hokeys")},
             "stations": stations,
@@ -465,7 +465,7 @@ def test_unexpected_error_in_one_packet_does_not_stop_the_receiver(
     rx.verify = flaky
     sim = w.sim("st-a")
     pid, data = w.packet("st-a")
-    # The first assembly blows up; the lease (2 s here) runs out and a later query finishes it.
+    # The first assembly blows up; the lease (1 s here) runs out and a later query finishes it.
     assert sim.deliver(pid, data, ack_wait=0.5).status == "complete"
     assert rx.stats.internal_errors == 1
     pid2, data2 = w.packet("st-a")

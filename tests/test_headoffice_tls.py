@@ -99,6 +99,6 @@ def test_receiver_without_client_certificate_fails_clearly(
                             with_cert=False)
     try:
         with pytest.raises(ConnectionError, match="not subscribed within"):
-            rx.start(timeout=3.0)
+            rx.start(timeout=1.5)
     finally:
         rx.storage.close()
