@@ -260,3 +260,60 @@ def running_office(workdir: Path, **opts: Any) -> Iterator[tuple[Office, Zygote]
             zygote.close()
     finally:
         office.stop()
+
+
+class StationProcess:
+    """One light station run by exec (``--job``), optionally under a wrapper such as fiu-run."""
+
+    def __init__(self, job: dict[str, Any], *, wrapper: list[str] | None = None,
+                 stderr: Path | None = None) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("REKAM_CRASH_AT", "STATE_DIRECTORY")}
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        self._err = stderr.open("ab") if stderr is not None else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [*(wrapper or []), sys.executable, "-m", "tests.reliability.lightstation", "--job", json.dumps(job)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._err, cwd=ROOT, env=env)
+        self.lines: queue.Queue[list[str]] = queue.Queue(maxsize=100_000)
+        self.seen: list[list[str]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.put(raw.decode(errors="replace").split())
+        self.lines.put(["EOF"])
+
+    def wait_for(self, predicate: Any, timeout: float) -> list[str] | None:
+        """Collect lines until one satisfies ``predicate`` (returned) or ``timeout``/EOF (None)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=min(0.5, max(0.01, deadline - time.monotonic())))
+            except queue.Empty:
+                continue
+            if line[0] == "EOF":
+                return None
+            self.seen.append(line)
+            if line[0] == "ERROR":
+                raise RuntimeError(f"station failed: {' '.join(line)}")
+            if predicate(line):
+                return line
+        return None
+
+    def saved(self) -> list[str]:
+        """Packet ids reported saved so far."""
+        return [f[2] for f in self.seen if f[0] == "SAVED"]
+
+    def refused(self) -> list[str]:
+        """Refusal codes reported so far."""
+        return [f[2] for f in self.seen if f[0] == "REFUSED"]
+
+    def kill(self) -> None:
+        """SIGKILL and reap."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=30)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        if not isinstance(self._err, int):
+            self._err.close()

@@ -15,6 +15,7 @@ kill never leaves half a line:
     SAVED <pid> <packet_id>        seal() returned: what the operator would see as "saved"
     REFUSED <pid> <code>           seal() raised a WorkflowError (visible refusal)
     DRAINED <pid>                  (drain mode) outbox empty, exiting cleanly
+    DONE <pid>                     all attempts made (then it lingers, or drains)
     EXIT <pid> <status>            the zygote reaped the child (status as from waitpid)
 """
 
@@ -116,6 +117,11 @@ def run_station(job: dict[str, Any]) -> None:
                                          ) if job.get("count", 0) else None
     me = os.getpid()
     report("OPEN", me)
+    if job.get("wait_start"):
+        # The test arms its fault injection now, then lets the attempts begin.
+        go = time.monotonic() + 60
+        while not os.path.exists(job["wait_start"]) and time.monotonic() < go:
+            time.sleep(0.02)
     rng = random.Random(job["seed"])
     for i in range(int(job.get("count", 0))):
         seed = job["seed"] * 1000 + i
@@ -126,8 +132,11 @@ def run_station(job: dict[str, Any]) -> None:
             packet_id = sealer.seal(session)
         except WorkflowError as exc:
             report("REFUSED", me, exc.code)
+            time.sleep(float(job.get("interval", 0)))
             continue
         report("SAVED", me, packet_id)
+        time.sleep(float(job.get("interval", 0)))
+    report("DONE", me)
     deadline = time.monotonic() + float(job.get("linger", 3600))
     while time.monotonic() < deadline:
         if job.get("drain") and not journal.outbox(1):
@@ -161,4 +170,12 @@ def zygote() -> None:
 
 
 if __name__ == "__main__":
-    zygote()
+    if len(sys.argv) == 3 and sys.argv[1] == "--job":
+        # One station in this process (fault injection by LD_PRELOAD needs an exec, not a fork).
+        try:
+            run_station(json.loads(sys.argv[2]))
+        except BaseException as exc:
+            report("ERROR", os.getpid(), type(exc).__name__, str(exc).replace("\n", " ")[:300])
+            os._exit(70)
+    else:
+        zygote()
