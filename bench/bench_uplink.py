@@ -201,9 +201,11 @@ def role_ho(p: dict[str, Any]) -> dict[str, Any]:
             super().__setitem__(k, len(v))
 
     support.HO_KEY = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(p["ho_key"]))
-    support.HO_KID = support.key_id(support.HO_KEY.public_key())
+    from agent.keys import key_id
+
+    support.HO_KID = key_id(support.HO_KEY.public_key())
     ho = support.HeadOffice(p["port"], client_id="bench-ho")
-    ho.stored = Lengths()  # type: ignore[assignment]
+    ho.stored = Lengths()
     ho.start()
     print("ready", flush=True)
     sys.stdin.read()  # until the parent closes our stdin
@@ -216,7 +218,8 @@ def run_child(role: str, params: dict[str, Any]) -> dict[str, Any]:
                          capture_output=True, text=True, cwd=ROOT, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"{role} failed: {out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 
@@ -254,7 +257,7 @@ class Counter:
         self.c.on_message = on_message
         self.c.on_subscribe = lambda *a: ready.set()
         self.c.on_connect = lambda c, *a: c.subscribe("rekam/v1/+/packet", qos=1)
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 3600
         self.c.connect("127.0.0.1", port, clean_start=False, properties=props)
         self.c.loop_start()
@@ -394,7 +397,7 @@ def row(figure: str, value: str, baseline: str, ratio: str, target: str) -> None
 
 
 def mbps(r: dict[str, Any]) -> float:
-    return r["bytes"] / r["elapsed"] / 1e6
+    return float(r["bytes"]) / float(r["elapsed"]) / 1e6
 
 
 def main() -> int:

@@ -134,7 +134,7 @@ class HeadOffice:
         self.connected = threading.Event()
 
     def start(self) -> HeadOffice:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 3600
         self.client.connect("127.0.0.1", self.port, keepalive=5, clean_start=False,
                             properties=props)

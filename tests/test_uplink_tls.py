@@ -135,13 +135,17 @@ class Probe:
         self.received: list[str] = []
         self.pubacks: dict[int, int] = {}
         self.connected = threading.Event()
-        self.client.on_connect = lambda c, u, f, rc, p: (not rc.is_failure) and self.connected.set()
+        self.client.on_connect = self._on_connect
         self.client.on_message = lambda c, u, m: self.received.append(m.topic)
         self.client.on_publish = lambda c, u, mid, rc, p: self.pubacks.__setitem__(mid, rc.value)
         self.subscribed = threading.Event()
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
         self.client.connect("127.0.0.1", port, keepalive=10)
         self.client.loop_start()
+
+    def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        if not rc.is_failure:
+            self.connected.set()
 
     def stop(self) -> None:
         self.client.disconnect()
@@ -188,7 +192,7 @@ def test_a_station_cannot_read_or_write_another_stations_topics(tls_broker: Mosq
         for p in (st1, st2, ho):
             assert p.subscribed.wait(10)
         # Write into another station's subtree: refused with v5 PUBACK 0x87 Not authorized.
-        props = Properties(PacketTypes.PUBLISH)
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         info = st1.client.publish("rekam/v1/st-2/packet", b"forged", qos=1, properties=props)
         own = st1.client.publish("rekam/v1/st-1/packet", b"mine", qos=1)
         info.wait_for_publish(10)

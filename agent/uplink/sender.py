@@ -54,25 +54,39 @@ DEADLINE_SCAN_SECONDS = 0.25
 
 
 class PacketInfoLike(Protocol):
-    """The fields of agent.journal.PacketInfo that the sender reads."""
+    """The fields of agent.journal.PacketInfo that the sender reads (read-only, as frozen)."""
 
-    packet_id: str
-    created_at: str
-    size: int
-    sha256: str
-    state: str
-    priority: int
-    confirmed_chunks: frozenset[int]
-    confirmed_chunk_size: int
+    @property
+    def packet_id(self) -> str: ...
+    @property
+    def created_at(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def confirmed_chunks(self) -> frozenset[int]: ...
+    @property
+    def confirmed_chunk_size(self) -> int: ...
 
 
 class EventLike(Protocol):
     """The fields of agent.journal.EventRow that the sender reads."""
 
-    id: int
-    kind: str
-    payload: dict[str, Any]
-    created_at: str
+    @property
+    def id(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
+    @property
+    def created_at(self) -> str: ...
 
 
 class JournalLike(Protocol):
@@ -421,7 +435,7 @@ class Sender:
         todo = [i for i in range(chunks) if i not in confirmed]
         # attempts > 0: an earlier connection or process sent some of it (the journal turns
         # "sending" back into "queued" at start-up, so the state alone cannot tell).
-        resumed = info.state == "sending" or getattr(info, "attempts", 0) > 0
+        resumed = info.state == "sending" or info.attempts > 0
         # Recorded by the reader thread ahead of this packet's chunk reads (an fsync off this
         # thread); its outcome is checked before the first chunk goes out.
         self._marks[info.packet_id] = self._reader().submit(self.journal.mark_sending,
