@@ -291,8 +291,8 @@ def test_receiver_process_killed_mid_packet_loses_nothing(tmp_path: Path, mosqui
             assert rec is not None and rec.state != STORED, "killed too late to test anything"
             procs.append(start("rx-b"))
             # The station notices no ack, asks, and resends only what head office lacks.
-            result = sim.deliver(pid, data, skip=range(sim.chunk_count(data)), ack_wait=1.0,
-                                 timeout=60)
+            result = sim.deliver(pid, data, skip=range(sim.chunk_count(data)), ack_wait=2.0,
+                                 timeout=80)
             assert result.status == "complete"
             final = st.packet(pid)
             assert final is not None and final.state == STORED

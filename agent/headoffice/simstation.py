@@ -185,5 +185,15 @@ class SimStation:
             missing = ack.get("missing") or []
             if missing:
                 rounds += 1
-                self.publish_chunks(packet_id, data, [int(i) for i in missing])
+                infos = self.publish_chunks(packet_id, data, [int(i) for i in missing])
+                # Like the real uplink, let the resent chunks reach the broker before asking
+                # again, so a slow head office is not flooded with the same chunks every round.
+                for info in infos:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    try:
+                        info.wait_for_publish(left)
+                    except (RuntimeError, ValueError):
+                        break  # not queued (link down): the next query round repairs it
         return Delivery("timeout", rounds, "")
