@@ -215,6 +215,9 @@ def test_component_factory_needs_the_journal(tmp_path: Path, journal: Journal) -
     up = make_component(cfg, daemon)
     assert up is not None and up.name == "uplink" and up.topics.station_id == STATION
     assert up.validator.public_keys() == {}  # no head-office key installed: all refused
+    by_parts = SimpleNamespace(parts={"journal": SimpleNamespace(journal=journal)},
+                               components=[])
+    assert make_component(cfg, by_parts) is not None  # agent/station.py's daemon.parts
     off = parse_config({"uplink": {"enabled": False}})
     assert make_component(off, daemon) is None
 

@@ -1,8 +1,9 @@
 """Store-and-forward uplink to head office over MQTT v5 (docs/protocol.md).
 
-``make_component(config, daemon)`` builds the daemon component; register it in
-agent/daemon.py's ``COMPONENT_FACTORIES`` after the journal's factory. It finds the journal as
-``daemon.journal`` or as the ``journal`` attribute of a started component named "journal".
+``make_component(config, daemon)`` builds the daemon component (agent/station.py calls it after
+the journal's factory). It finds the journal as ``daemon.journal``, as
+``daemon.parts["journal"].journal``, or as the ``journal`` attribute of a started component
+named "journal".
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ def find_journal(daemon: Any) -> Any:
     journal = getattr(daemon, "journal", None)
     if journal is not None:
         return journal
+    part = getattr(daemon, "parts", {}).get("journal")
+    if part is not None and getattr(part, "journal", None) is not None:
+        return part.journal
     for component in getattr(daemon, "components", []):
         if getattr(component, "name", None) == "journal":
             return getattr(component, "journal", None)
