@@ -991,7 +991,12 @@ class Journal:
                          "WHERE packet_id = ?", (self._now(), packet_id))
         log.info("journal: packet %s delivered", packet_id)
         if self.cfg.retention_seconds == 0:
-            self.purge_due()
+            try:
+                self.purge_due()
+            except JournalError as exc:
+                # The delivery is recorded; the purge is retried by the daemon's maintenance
+                # timer. Raising here would make the uplink handle the same ack forever.
+                log.warning("journal: purge after delivery postponed: %s", exc)
 
     def mark_exported(self, packet_id: str) -> None:
         """Record that the packet was copied to removable media (it stays until acknowledged)."""
