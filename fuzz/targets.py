@@ -270,6 +270,28 @@ def order_body(data: bytes) -> None:
             pass
 
 
+_IMAGES: list[bytes] = []
+
+
+def card_image(data: bytes) -> None:
+    """image_from_bytes (photo and signature of a print order) on raw and mutated JPEG/PNG:
+    only CardLayoutError."""
+    from agent.printing.render import CardLayoutError, image_from_bytes
+
+    if not _IMAGES:
+        from agent.printing.samples import sample_photo, sample_signature
+
+        for img, fmt in ((sample_photo(), "JPEG"), (sample_photo(), "PNG"), (sample_signature(), "PNG")):
+            buf = io.BytesIO()
+            img.save(buf, format=fmt)
+            _IMAGES.append(buf.getvalue())
+    for blob in (data, mutate(_IMAGES[data[0] % len(_IMAGES) if data else 0], data[1:])):
+        try:
+            image_from_bytes(blob, field_name="photo")
+        except CardLayoutError:
+            pass
+
+
 def nik(data: bytes) -> None:
     """parse_nik on any text: only NikError; an accepted NIK is 16 ASCII digits."""
     text = data.decode("utf-8", errors="replace")
@@ -385,6 +407,7 @@ TARGETS: dict[str, Target] = {
     "incoming_signed": incoming_signed,
     "ack": ack_body,
     "order": order_body,
+    "card_image": card_image,
     "nik": nik,
     "records": records,
     "packet": packet_reader,

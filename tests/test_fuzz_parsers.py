@@ -134,6 +134,13 @@ def test_fuzz_print_order_schema(data: bytes) -> None:
     T.order_body(data)
 
 
+@FUZZ
+@given(st.binary(max_size=60))
+@example(b"\x01\x00\xf0\x10")  # edits near the PNG's end: the damaged-chunk SyntaxError (fixed)
+def test_fuzz_card_images(data: bytes) -> None:
+    T.card_image(data)
+
+
 # --------------------------------------------------------------------------- NIK
 
 

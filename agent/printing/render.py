@@ -336,6 +336,8 @@ def image_from_bytes(data: bytes, *, field_name: str, max_pixels: int = 4_000_00
         img.load()
     except CardLayoutError:
         raise
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    # Pillow raises SyntaxError for a damaged PNG chunk found during load() (fuzzing found it:
+    # tests/fixtures/fuzz/card_image/).
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise CardLayoutError(field_name, "is not a readable JPEG or PNG image") from exc
     return img
