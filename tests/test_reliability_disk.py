@@ -27,7 +27,7 @@ from tests.reliability.crashloop import LIVE_STATES
 from tests.reliability.harness import Office, StationProcess, station_config
 
 SMALL_JOURNAL = {"max_packet_bytes": 512 * 1024, "reserve_bytes": 256 * 1024, "max_bytes": 1024**3}
-TMPFS = "size=32m,mode=0700"
+TMPFS = "size=16m,mode=0700"
 
 
 def need(what: str) -> NoReturn:
@@ -39,7 +39,7 @@ def need(what: str) -> NoReturn:
 
 @contextmanager
 def tmpfs_office(tmp_path: Path, floor: int) -> Iterator[tuple[Office, LinkProxy, Path]]:
-    """An office whose station state dir lives on a 32 MiB tmpfs, its link behind a proxy."""
+    """An office whose station state dir lives on a 16 MiB tmpfs, its link behind a proxy."""
     require_mosquitto()
     if os.geteuid() != 0:
         need("root (mount -t tmpfs)")
@@ -117,7 +117,7 @@ def test_full_disk_space_returned_by_the_technician(tmp_path: Path) -> None:
     "SQLITE_FULL, the uplink loops on JournalFullError and delivery never frees space"))
 def test_full_disk_space_returned_by_delivery(tmp_path: Path) -> None:
     """With the floor: refused before the disk is full; the link returns, delivery+purge free space."""
-    with tmpfs_office(tmp_path, floor=8 * 1024**2) as (office, proxy, _mnt):
+    with tmpfs_office(tmp_path, floor=4 * 1024**2) as (office, proxy, _mnt):
         station = fill_until_refused(office, proxy, tmp_path)
         try:
             before = set(station.saved())

@@ -45,6 +45,8 @@ class StationLoopResult:
     kills: dict[str, int] = field(default_factory=dict)
     ordered: set[str] = field(default_factory=set)
     markers: list[str] = field(default_factory=list)
+    marker_of: dict[str, str] = field(default_factory=dict)  # packet id -> its applicant's marker
+    pending_print: list[str] = field(default_factory=list)  # packet ids whose order is not final
     cards: int = 0
     jobs: dict[str, int] = field(default_factory=dict)
     stock: dict[str, int] = field(default_factory=dict)
@@ -176,6 +178,7 @@ class StationLoop:
             r = outcome.get("r")
             if r and r.get("saved"):
                 res.saved.append(str(r["packet_id"]))
+                res.marker_of[str(r["packet_id"])] = marker
             label = f"{kind}:{'self' if died_itself else 'killed'}"
             res.kills[label] = res.kills.get(label, 0) + 1
             res.cycles += 1
@@ -227,6 +230,12 @@ class StationLoop:
         if check.returncode != 0:
             v.append(f"rekam journal check failed: {check.stdout[-500:]} {check.stderr[-500:]}")
         jobs = self._jobs()
+        conn = sqlite3.connect(f"file:{db_path(self.station.state_dir)}?mode=ro", uri=True)
+        try:
+            res.pending_print = [str(r[0]) for r in conn.execute(
+                "SELECT packet_id FROM print_jobs WHERE state NOT IN ('printed', 'failed')")]
+        finally:
+            conn.close()
         states = list(jobs.values())
         res.jobs = {s: states.count(s) for s in sorted(set(states))}
         cards = sorted(self.cards_root.rglob("card-*.png"))

@@ -1,0 +1,52 @@
+"""The whole station (daemon, emulated devices, real mosquitto, head office) in a crash loop.
+
+CI runs two batches of ``REKAM_STATION_CYCLES`` (default 3) cycles: a full daemon start costs about 1.5 s and
+an enrollment 3-7 s here, so the 300-cycle CI loop runs on the light station instead
+(tests/test_reliability_crashloop.py). Kills: the first cycle of a batch just after a save (while it is sent), random instants
+during an enrollment, and the
+named points mid-capture, commit-to-answer and mid-print. Invariants: every enrollment answered
+"saved" is stored at head office once, verified; `rekam journal check` passes; no card printed
+twice (distinct card images, cards between printed and printed+uncertain orders); the stock
+ledger balances and books each printed order once; no canary in plaintext on the station.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_mosquitto
+from tests.reliability.crashloop import scan_for_markers
+from tests.reliability.station_loop import StationLoop
+
+CYCLES = int(os.environ.get("REKAM_STATION_CYCLES", "3"))  # per batch; each batch < 120 s
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", range(2))
+def test_full_station_crash_loop(tmp_path: Path, batch: int) -> None:
+    require_mosquitto()
+    seed = random.randrange(1 << 30)
+    loop = StationLoop(tmp_path)
+    try:
+        result = loop.run(CYCLES, seed)
+    finally:
+        loop.close()
+    print("station crash loop:", result.summary(), "seed", seed)
+    assert result.violations == [], result.violations[:20]
+    assert result.cycles == CYCLES
+    assert result.saved, "no enrollment was ever saved: the loop proved nothing"
+    station = loop.station
+    # A print order that is not final (received, waiting for stock, uncertain after a crash)
+    # keeps the card's text and photo in print_jobs.order_json until it is final: by design of
+    # agent/printing/queue.py, and a finding in docs/reliability.md. Those applicants' markers
+    # are reported, not failed; every other marker must be absent.
+    pending = {result.marker_of[p] for p in result.pending_print if p in result.marker_of}
+    leaks = scan_for_markers([station.state_dir, station.log_path],
+                             [m for m in result.markers if m not in pending])
+    assert leaks == []
+    print(f"canary: {len(result.markers) - len(pending)} markers absent; {len(pending)} belong to "
+          "pending print orders (plaintext order_json by design)")
