@@ -60,7 +60,7 @@ SUITES: tuple[Suite, ...] = (
     Suite("headoffice", "bench_headoffice.py", (),
           ("--stations", "4", "--packets", "1", "--repeat", "1"), 3),
     # The station cases run as separate suites so a quick run can start them side by side.
-    Suite("station-ready", "bench_station.py", ("--only", "ready"), ("--quick", "--only", "ready"), 2),
+    Suite("station-ready", "bench_station.py", ("--only", "ready"), ("--quick", "--only", "ready"), 3),
     Suite("station-backlog", "bench_station.py", ("--only", "backlog"), ("--quick", "--only", "backlog"), 2),
     Suite("station-send", "bench_station.py", ("--only", "send200"), ("--quick", "--only", "send200"), 1),
     Suite("station-enroll", "bench_station.py", ("--only", "enroll"), ("--quick", "--only", "enroll"), 2),
