@@ -69,6 +69,9 @@ class Mosquitto:
     def write_config(self) -> None:
         """Write the broker configuration file."""
         lines = [
+            # Started as root, mosquitto drops to user "mosquitto", which cannot write the
+            # persistence and log files in a root-owned temporary folder.
+            "user root" if os.geteuid() == 0 else "",
             f"listener {self.port} 127.0.0.1",
             f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
             f"persistence {'true' if self.persistence else 'false'}",
