@@ -231,6 +231,7 @@ class PowerMonitor:
         self.wake_uplink = wake_uplink
         self.client = client or NutClient(cfg.host, cfg.port, timeout=cfg.timeout_seconds)
         self._state = PowerState("unknown", error="not polled yet")
+        self._known: str | None = None  # the last state upsd actually reported
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -299,36 +300,40 @@ class PowerMonitor:
             new = PowerState("unknown", error=str(exc), checked_at=datetime.now(UTC).isoformat(timespec="seconds"))
         with self._lock:
             old, self._state = self._state, new
-        if new.state != old.state:
-            self._changed(old, new)
+            known = self._known
+            if new.state != "unknown":
+                self._known = new.state
+        if new.state == "unknown" and old.state != "unknown":
+            # Logged once per change, not every poll: upsd being down is one fact.
+            log.warning("UPS state unknown: %s", new.error)
+        elif new.state != "unknown" and new.state != known:
+            # Compared with the last *known* state, so a hiccup of upsd (DATA-STALE under load,
+            # a restart) neither loses a change nor repeats an event.
+            self._changed(known, new)
         return new
 
     def _run(self) -> None:
         while not self._stop.wait(self.cfg.poll_seconds):
             self.poll()
 
-    def _changed(self, old: PowerState, new: PowerState) -> None:
+    def _changed(self, old: str | None, new: PowerState) -> None:
         self.transitions += 1
-        if new.state == "unknown":
-            # Logged once per change, not every poll: upsd being down is one fact.
-            log.warning("UPS state unknown: %s", new.error)
-            return
-        log.info("power: %s -> %s (status %s, charge %s)", old.state, new.state, new.status, new.charge)
+        log.info("power: %s -> %s (status %s, charge %s)", old or "start", new.state, new.status, new.charge)
         kind = None
         if new.state == "low":
             log.warning("power save: on battery at %s%%; new sessions refused until mains returns", new.charge)
             kind = "power_low"
-        elif old.state == "low":
+        elif old == "low":
             kind = "power_restored"
-        elif new.state == "battery" and old.state == "mains":
-            kind = "power_battery"
-        elif new.state == "mains" and old.state == "battery":
+        elif new.state == "battery":
+            kind = "power_battery"  # also when the daemon starts on battery
+        elif new.state == "mains" and old == "battery":
             kind = "power_mains"
         if kind is None or self.journal is None:
             return
         try:
             self.journal.add_event(kind, {"status": new.status, "charge": new.charge,
-                                          "runtime_seconds": new.runtime_seconds, "previous": old.state})
+                                          "runtime_seconds": new.runtime_seconds, "previous": old})
         except Exception:  # the journal may be full or closing; the state change still holds
             log.exception("power: could not journal the %s event", kind)
             return

@@ -287,3 +287,62 @@ def test_power_component_factory(nut: Nut) -> None:
     finally:
         part.stop()
     assert not part.healthy()
+
+
+class ScriptedUpsd:
+    """A TCP server answering LIST VAR from ``self.answer`` (for transitions upsd cannot be made to do)."""
+
+    def __init__(self) -> None:
+        self.answer = b""
+        self.srv = socket.create_server(("127.0.0.1", 0))
+        self.srv.settimeout(0.2)
+        self.port = self.srv.getsockname()[1]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def set(self, status: str | None, charge: int = 100) -> None:
+        self.answer = (b"ERR DATA-STALE\n" if status is None else
+                       f'BEGIN LIST VAR ups\nVAR ups ups.status "{status}"\nVAR ups battery.charge "{charge}"\n'
+                       "END LIST VAR ups\n".encode())
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.srv.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                conn.recv(256)
+                conn.sendall(self.answer)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.srv.close()
+
+
+def test_upsd_hiccups_neither_lose_nor_repeat_events(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir(mode=0o700)
+    ups = ScriptedUpsd()
+    try:
+        with Journal.open(state_dir, JournalConfig()) as journal:
+            mon = PowerMonitor(PowerConfig(enabled=True, port=ups.port, low_battery_percent=40), journal=journal)
+            seen = []
+            for status, charge in [("OL", 100), (None, 0), ("OL", 100),        # stale data: no event
+                                   ("OB", 90), (None, 0), ("OB", 85),           # one battery event
+                                   ("OB", 30), (None, 0), ("OB", 29),           # one power_low
+                                   ("OL", 30)]:                                 # restored
+                ups.set(status, charge)
+                state = mon.poll()
+                seen.append(state.state)
+                if status is None:
+                    assert state.state == "unknown" and "DATA-STALE" in state.error
+                    assert mon.power_ok()  # an unreadable UPS never blocks recording
+            kinds = [e.kind for e in journal.pending_events(50)]
+    finally:
+        ups.close()
+    assert seen == ["mains", "unknown", "mains", "battery", "unknown", "battery", "low", "unknown", "low", "mains"]
+    assert kinds == ["power_battery", "power_low", "power_restored"]
