@@ -270,6 +270,37 @@ def order_body(data: bytes) -> None:
             pass
 
 
+def command_body(data: bytes) -> None:
+    """RemoteCommands.handle on any verified-looking command body: every outcome is "done" or
+    "refused" (never "failed", the mark of an unexpected exception), and settings.json only ever
+    holds whitelisted keys (no path, token or key setting can be reached from head office)."""
+    from agent.config import parse_config
+    from agent.remote import SETTABLE, RemoteCommands
+
+    try:
+        body = env.strict_json_loads(data)
+    except env.MalformedError:
+        return
+    with tempfile.TemporaryDirectory(prefix="rekam-fuzz-") as tmp:
+        state = Path(tmp)
+        (state / "keys").mkdir(mode=0o700)
+        cfg = parse_config({"station": {"id": STATION_ID, "district_code": "647201", "state_dir": str(state)}})
+        events: list[dict[str, Any]] = []
+
+        def add_event(kind: str, payload: dict[str, Any]) -> int:
+            events.append(payload)
+            return len(events)
+
+        remote = RemoteCommands(cfg, add_event=add_event,
+                                diagnostics=list, telemetry_now=lambda: None, keys_dir=state / "keys")
+        remote.handle({**_valid_body("command"), **body})
+        assert len(events) == 1 and events[0]["outcome"] in ("done", "refused"), events
+        settings = state / "settings.json"
+        if settings.exists():
+            for section, values in json.loads(settings.read_text()).items():
+                assert set(values) <= set(SETTABLE[section])
+
+
 _IMAGES: list[bytes] = []
 
 
@@ -408,6 +439,7 @@ TARGETS: dict[str, Target] = {
     "ack": ack_body,
     "order": order_body,
     "card_image": card_image,
+    "command": command_body,
     "nik": nik,
     "records": records,
     "packet": packet_reader,

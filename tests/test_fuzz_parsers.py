@@ -141,6 +141,27 @@ def test_fuzz_card_images(data: bytes) -> None:
     T.card_image(data)
 
 
+COMMAND_PARAMS = st.dictionaries(
+    st.sampled_from(["uplink.telemetry_seconds", "uplink.bandwidth_limit_bps", "quality.retries",
+                     "printer.low_stock_days", "api.token_file", "station.state_dir", "uplink.ca_file",
+                     "uplink", "..", "quality.", ".retries"]) | st.text(max_size=12),
+    JSON_VALUES, max_size=3)
+
+
+@FUZZ
+@given(st.one_of(
+    BINARY,
+    st.fixed_dictionaries({"action": st.sampled_from(["set", "diagnostics", "telemetry", "rotate_keys", "rm -rf",
+                                                      ""]) | JSON_VALUES,
+                           "params": COMMAND_PARAMS | JSON_VALUES}).map(_as_json)))
+@example(b'{"action": "set", "params": {"api.token_file": "/etc/shadow"}}')
+@example(b'{"action": "set", "params": {"station.state_dir": "../../tmp"}}')
+@example(b'{"action": "set", "params": {"uplink.telemetry_seconds": NaN}}')
+@example(b'{"action": "rotate_keys", "params": {"bundle": "e30="}}')
+def test_fuzz_remote_commands(data: bytes) -> None:
+    T.command_body(data)
+
+
 # --------------------------------------------------------------------------- NIK
 
 
