@@ -45,12 +45,15 @@ class Nut:
         self.port = free_port()
         self.dev = root / "ups.dev"
         self.procs: list[subprocess.Popen[bytes]] = []
+        self._mtime = 0.0
 
     def set(self, status: str, charge: int) -> None:
         """Rewrite the .dev file; bump its mtime so the driver notices within its poll interval."""
         self.dev.write_text(f"ups.status: {status}\nbattery.charge: {charge}\nbattery.runtime: 600\n")
-        st = self.dev.stat()
-        os.utime(self.dev, (st.st_atime + 1, st.st_mtime + 1))
+        # dummy-ups re-reads the file when its mtime moved on; two writes in one second would
+        # not, so every write gets a strictly later mtime.
+        self._mtime = max(time.time(), self._mtime + 2)
+        os.utime(self.dev, (self._mtime, self._mtime))
 
     def start(self) -> Nut:
         state = self.root / "state"
@@ -97,13 +100,38 @@ class Nut:
         self.procs.clear()
 
 
-@pytest.fixture
-def nut(tmp_path: Path) -> Iterator[Nut]:
-    """A running upsd with one dummy UPS called "ups"."""
+def _require_nut() -> None:
     if not (UPSD.exists() and DUMMY.exists()):
         if IN_CI:
             pytest.fail("NUT is not installed, and CI must run the power tests")
         pytest.skip("NUT is not installed (apt-get install -y nut-server)")
+
+
+@pytest.fixture(scope="module")
+def nut_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nut]:
+    """One upsd + dummy-ups for the module (starting them takes seconds)."""
+    _require_nut()
+    server = Nut(tmp_path_factory.mktemp("nut")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def nut(nut_server: Nut) -> Nut:
+    """The shared upsd, back on mains at full charge before each test."""
+    nut_server.set("OL", 100)
+    client = NutClient("127.0.0.1", nut_server.port, timeout=2)
+    wait_for(lambda: client.list_vars("ups").get("battery.charge") == "100"
+             and client.list_vars("ups").get("ups.status") == "OL")
+    return nut_server
+
+
+@pytest.fixture
+def own_nut(tmp_path: Path) -> Iterator[Nut]:
+    """A upsd of its own, for a test that stops it."""
+    _require_nut()
     server = Nut(tmp_path / "nut").start()
     try:
         yield server
@@ -177,11 +205,11 @@ def test_low_battery_flag_alone_means_power_save(nut: Nut) -> None:
     wait_for(lambda: mon.poll().state == "low")
 
 
-def test_upsd_gone_is_unknown_and_never_blocks(nut: Nut) -> None:
-    cfg = PowerConfig(enabled=True, port=nut.port, timeout_seconds=1)
+def test_upsd_gone_is_unknown_and_never_blocks(own_nut: Nut) -> None:
+    cfg = PowerConfig(enabled=True, port=own_nut.port, timeout_seconds=1)
     mon = PowerMonitor(cfg)
     assert mon.poll().state == "mains"
-    nut.stop()
+    own_nut.stop()
     state = mon.poll()
     assert state.state == "unknown" and "upsd" in state.error
     assert mon.power_ok()
