@@ -290,3 +290,26 @@ def test_offline_stock_reads_the_ledger_without_opening_the_journal(tmp_path: Pa
     assert stock is not None and stock["blanks"] == 250 and stock["queued_orders"] == 0
     report = build_report(cfg)
     assert report["stock"] == stock
+
+
+def test_live_report_keeps_the_config_level_device_warnings(cfg: Config) -> None:
+    from agent.diagnostics import LiveSources
+
+    snapshot = [{"name": "cam", "driver": "v4l2", "role": "camera", "state": "ready"}]
+    report = build_report(cfg, LiveSources(devices=lambda: snapshot, clock=ClockWatch(60)))
+    checks = by_name(report["checks"])
+    assert report["source"] == "daemon"
+    assert checks["device cam"]["status"] == OK
+    assert checks["fingerprint scanner"]["status"] == WARN  # no scanner configured: still said when live
+    assert checks["link"]["detail"].startswith("the uplink is not running")  # enabled in config, no part
+
+
+def test_live_report_survives_a_broken_part(cfg: Config) -> None:
+    from agent.diagnostics import LiveSources
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("uplink thread gone")
+
+    report = build_report(cfg, LiveSources(link=broken))
+    assert [c["status"] for c in report["checks"] if c["name"] == "link"] == [FAIL]
+    assert "uplink thread gone" in by_name(report["checks"])["link"]["detail"]
