@@ -35,6 +35,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _has_user_line(extra: str) -> bool:
+    # mosquitto refuses a second "user" line, so a caller's own one wins.
+    return any(line.strip().startswith("user ") for line in extra.splitlines())
+
+
 class Mosquitto:
     """One mosquitto process on 127.0.0.1, its config, persistence and log in ``workdir``.
 
@@ -71,7 +76,7 @@ class Mosquitto:
         lines = [
             # Started as root, mosquitto drops to user "mosquitto", which cannot write the
             # persistence and log files in a root-owned temporary folder.
-            "user root" if os.geteuid() == 0 else "",
+            "user root" if os.geteuid() == 0 and not _has_user_line(self.extra) else "",
             f"listener {self.port} 127.0.0.1",
             f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
             f"persistence {'true' if self.persistence else 'false'}",
