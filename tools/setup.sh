@@ -7,10 +7,11 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
 export DEBIAN_FRONTEND=noninteractive
 
-# System packages: the broker, a C compiler and kernel headers (the V4L2 layout check),
-# PostgreSQL (head-office backend tests), openssl (TLS tests).
+# System packages: the broker; a C compiler and kernel headers (V4L2 and evdev layout checks);
+# PostgreSQL (head-office backend); openssl (TLS tests); strace and libfiu (I/O fault injection);
+# Network UPS Tools (power tests against a real upsd); Chromium and its driver (diagnostics page).
 PACKAGES=(mosquitto mosquitto-clients python3-venv python3-dev gcc linux-libc-dev openssl iproute2
-          postgresql)
+          postgresql strace fiu-utils libfiu0 nut-server chromium chromium-driver)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
