@@ -55,6 +55,7 @@ SUITES: tuple[Suite, ...] = (
     Suite("camera", "bench_camera.py", (), (), 7),
     Suite("printing", "bench_printing.py", ("--cards", "50"), ("--cards", "3"), 6),
     Suite("operators", "bench_operators.py", (), ("--enrollments", "50", "--rounds", "1"), 2),
+    Suite("diag", "bench_diag.py", (), ("--packets", "100", "--sessions", "30", "--rounds", "1"), 3),
     Suite("uplink", "bench_uplink.py", (), ("--quick",), 6),
     Suite("uplink-bridge", "bench_uplink.py", ("--bridge",), ("--bridge", "--quick"), 4),
     Suite("headoffice", "bench_headoffice.py", (),
