@@ -111,6 +111,8 @@ def test_full_disk_space_returned_by_the_technician(tmp_path: Path) -> None:
         check_nothing_lost(office, station)
 
 
+@pytest.mark.skipif(os.environ.get("REKAM_KNOWN_BUGS") != "1",
+                    reason="known-bug test (70 s); run with REKAM_KNOWN_BUGS=1 (docs/reliability.md)")
 @pytest.mark.xfail(strict=True, reason=(
     "known bug (docs/reliability.md): the journal's headroom leaves no room for the WAL checkpoint, "
     "so the disk fills despite the floor; then the purge after head office's ack fails with "

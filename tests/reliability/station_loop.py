@@ -32,6 +32,7 @@ from agent.testbed.station import SimulatedStation
 from agent.workflow.synthetic import applicant
 from tests.reliability.harness import new_marker
 
+LOST_ORDER = "lost print order"
 CAPTURES_PER_ENROLLMENT = 14  # face, ten fingers, two irises, signature
 BLANKS = 40
 
@@ -47,6 +48,7 @@ class StationLoopResult:
     markers: list[str] = field(default_factory=list)
     marker_of: dict[str, str] = field(default_factory=dict)  # packet id -> its applicant's marker
     pending_print: list[str] = field(default_factory=list)  # packet ids whose order is not final
+    lost_orders: list[str] = field(default_factory=list)  # ordered packets with no print job
     cards: int = 0
     jobs: dict[str, int] = field(default_factory=dict)
     stock: dict[str, int] = field(default_factory=dict)
@@ -189,7 +191,7 @@ class StationLoop:
     def _drain(self, res: StationLoopResult, run: int) -> None:
         self._start(run, None)
         self.station.sign_in()
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 40
         storage = self.ho.receiver.storage
         while time.monotonic() < deadline:
             if all((r := storage.packet(p)) is not None and r.state == "stored" for p in res.saved):
@@ -197,12 +199,22 @@ class StationLoop:
             time.sleep(0.25)
         self.order_cards(res)
         # Wait until every order has reached a state the printer will not change by itself.
+        deadline = time.monotonic() + 25
         while time.monotonic() < deadline:
             jobs = self._jobs()
             if len(jobs) >= len(res.ordered) and not any(s in ("received", "printing") for s in jobs.values()):
                 break
             time.sleep(0.25)
         self.station.stop()
+
+    def _job_packets(self) -> list[str]:
+        conn = sqlite3.connect(f"file:{db_path(self.station.state_dir)}?mode=ro", uri=True)
+        try:
+            return [str(r[0]) for r in conn.execute("SELECT packet_id FROM print_jobs")]
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            conn.close()
 
     def _jobs(self) -> dict[str, str]:
         conn = sqlite3.connect(f"file:{db_path(self.station.state_dir)}?mode=ro", uri=True)
@@ -248,6 +260,10 @@ class StationLoop:
             v.append(f"{len(cards)} cards for {printed} printed + {uncertain} uncertain orders")
         if len(jobs) > len(res.ordered):
             v.append(f"{len(jobs)} print jobs for {len(res.ordered)} orders")
+        queued_packets = set(self._job_packets())
+        res.lost_orders = sorted(res.ordered - queued_packets)
+        v += [f"{LOST_ORDER}: the print order for packet {p} never reached the print queue"
+              for p in res.lost_orders]
         conn = sqlite3.connect(f"file:{db_path(self.station.state_dir)}?mode=ro", uri=True)
         try:
             rows = conn.execute("SELECT kind, delta, balance, order_id FROM stock_ledger ORDER BY id").fetchall()
