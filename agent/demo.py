@@ -101,6 +101,7 @@ def run_demo(args: argparse.Namespace) -> int:
         station.wait_devices_ready()
         say("station daemon ready; devices: fingerprint module, ten-print, camera, iris, signature pad, "
             "printer (all emulated)")
+        say(f"technician's diagnostics page (while the demo runs): {_diag_url(station)}")
         signed = station.sign_in()
         say(f"operator {signed['operator']['staff_id']} signed in by fingerprint")
         summary = _run_office_day(args, say, station, ho, proxy)
@@ -222,7 +223,18 @@ def _run_office_day(args: argparse.Namespace, say: Progress, station: Any, ho: A
         "low_stock_warnings": len(low_stock),
         "link_cut_between_applicants": [cut_at + 1, restore_at],
         "diagnostics": "rekam diag --config " + str(station.config_path),
+        "diagnostics_page": _diag_url(station),
     }
+
+
+def _diag_url(station: Any) -> str | None:
+    from agent.config import load_config
+    from agent.diagweb.client import DiagClient
+
+    try:
+        return str(DiagClient(load_config(station.config_path)).login_url())
+    except Exception:  # noqa: BLE001 - the summary must not fail on a missing page
+        return None
 
 
 def _stock_left(station: Any) -> int | None:
@@ -251,6 +263,6 @@ def _print_summary(summary: dict[str, Any]) -> None:
     print("\n=== Rekam demo: summary ===")
     order = ["recorded", "delivered", "duplicates_stored", "lost", "print_orders", "cards_printed",
              "service_time_median_s", "service_time_p90_s", "recording_time_median_s", "within_15_min_share",
-             "stock_left", "low_stock_warnings", "cards_dir", "diagnostics", "workdir"]
+             "stock_left", "low_stock_warnings", "cards_dir", "diagnostics", "diagnostics_page", "workdir"]
     for key in order:
         print(f"  {key:26} {summary.get(key)}")

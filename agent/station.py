@@ -122,6 +122,10 @@ class EnrollmentPart:
         devices = self.daemon.parts.get("devices")
         sealer = LazySealer(self.config, journal)
         self.sessions = SessionManager(self.config, headroom=journal.headroom)
+        power = self.daemon.parts.get("power")
+        if power is not None:
+            # On battery below the threshold new sessions are refused (the one in progress finishes).
+            self.sessions.gates.append(power.check_new_session)
         tz = self.config.station.timezone
 
         def keep_service_times(session: Any) -> None:
@@ -290,16 +294,13 @@ class _NoDevices:
 
 
 def _preview(devices: Any) -> Any:
-    if devices is None or not devices.by_role("camera"):
+    # One streaming preview for the station API and the diagnostics page: frames as they come,
+    # and a viewer that goes away gives the camera back at once.
+    if devices is None:
         return None
-    name = devices.by_role("camera")[0]
+    from agent.diagweb.server import live_preview
 
-    def frames() -> Any:
-        # One preview at a time holds the camera; a capture waits for the viewer to go away.
-        yield from devices.call(name, lambda d, cancel: list(d.preview(stop=cancel, max_frames=150)),
-                                timeout=30.0, label="preview")
-
-    return frames
+    return live_preview(devices)
 
 
 def _journal(config: Config, daemon: Daemon) -> JournalPart:
@@ -361,4 +362,19 @@ def _uplink(config: Config, daemon: Daemon) -> Any:
     return uplink
 
 
-FACTORIES = [_journal, _devices, _enrollment, _printing, _uplink]
+def _power(config: Config, daemon: Daemon) -> Any:
+    from agent.power import power_component
+
+    part = power_component(config, daemon)
+    if part is not None:
+        daemon.parts["power"] = part
+    return part
+
+
+def _diagnostics(config: Config, daemon: Daemon) -> Any:
+    from agent.diagweb.server import diagnostics_component
+
+    return diagnostics_component(config, daemon)
+
+
+FACTORIES = [_journal, _power, _devices, _enrollment, _printing, _uplink, _diagnostics]

@@ -26,10 +26,8 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-# The lead's start-up order plus this part, as agent/station.py will list it once wired.
-DAEMON = ("import sys; from agent.config import load_config; from agent.daemon import Daemon; "
-          "from agent.station import FACTORIES; from agent.diagweb.server import diagnostics_component; "
-          "sys.exit(Daemon(load_config(sys.argv[1]), [*FACTORIES, diagnostics_component]).run())")
+# The daemon exactly as `rekam run` starts it (agent/station.py's FACTORIES include the page).
+DAEMON = ("import sys; from agent.cli import main; sys.exit(main(['run', '--config', sys.argv[1]]))")
 
 
 def _need_browser() -> None:

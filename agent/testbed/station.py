@@ -124,7 +124,7 @@ class SimulatedStation:
             "api": {"port": self.api_port},
             # The emulated camera shows one backdrop colour; an office swaps red/blue per applicant.
             "quality": {"photo_background": "any"},
-            "diagnostics": {"enabled": False},
+            "diagnostics": {"enabled": True, "port": free_port()},
             "printer": {"enabled": self.printer},
             "devices": emulated_devices(printer=self.printer, printer_output=self.workdir / "cards",
                                         zfm_flash=self.workdir / "zfm-flash.json"),

@@ -34,9 +34,13 @@ class SessionManager:
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self.on_finished: list[Callable[[Session], None]] = []
+        # Checks run before a session starts; each raises WorkflowError to refuse (e.g. power low).
+        self.gates: list[Callable[[], None]] = []
 
     def start(self, *, operator_id: str | None = None, ticket_at: str | None = None) -> Session:
         """Open a new session, refusing it up front when the journal could not hold its packet."""
+        for gate in self.gates:
+            gate()
         if self.headroom is not None:
             room = self.headroom()
             if not room.ok:
