@@ -34,13 +34,18 @@ class BacklogResult:
     faults: list[str] = field(default_factory=list)
     ho_stored: int = 0
     duplicates_at_ho: int = 0
+    duplicate_chunks_received: int = 0  # head office's receiver saw these again and absorbed them
+    duplicate_packets_received: int = 0
     violations: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """JSON-able summary."""
         return {"packets": self.packets, "saved": self.saved, "build_s": round(self.build_seconds, 1),
                 "drain_s": round(self.drain_seconds, 1), "faults": self.faults, "ho_stored": self.ho_stored,
-                "duplicates_at_ho": self.duplicates_at_ho, "violations": len(self.violations)}
+                "duplicates_at_ho": self.duplicates_at_ho,
+                "duplicate_chunks_received": self.duplicate_chunks_received,
+                "duplicate_packets_received": self.duplicate_packets_received,
+                "violations": len(self.violations)}
 
 
 def run_backlog(workdir: Path, *, packets: int, persistence: bool, drain_timeout: float = 90.0,
@@ -71,9 +76,16 @@ def run_backlog(workdir: Path, *, packets: int, persistence: bool, drain_timeout
         t1 = time.monotonic()
         proxy.refuse(False)
 
+        def drained(timeout: float) -> bool:
+            # DRAINED may already have been read (then the child exited: no more lines come).
+            assert station is not None
+            if any(f[0] == "DRAINED" for f in station.seen):
+                return True
+            return station.wait_for(lambda f: f[0] == "DRAINED", timeout=timeout) is not None
+
         def step(name: str, pause: float) -> bool:
             # Let some traffic through, then the next fault; stop early once drained.
-            if station is None or station.wait_for(lambda f: f[0] == "DRAINED", timeout=pause) is not None:
+            if drained(pause):
                 return False
             res.faults.append(name)
             say(name)
@@ -96,8 +108,7 @@ def run_backlog(workdir: Path, *, packets: int, persistence: bool, drain_timeout
             time.sleep(HALF_OPEN_SECONDS)
             proxy.blackhole(False)
             proxy.reset()  # what came before the cut is gone, as after a real outage
-        if station.wait_for(lambda f: f[0] == "DRAINED", timeout=drain_timeout) is None and \
-                not any(f[0] == "DRAINED" for f in station.seen):
+        if not drained(drain_timeout):
             res.violations.append(f"the backlog did not drain within {drain_timeout:.0f} s")
         res.drain_seconds = time.monotonic() - t1
         station.kill()
@@ -112,6 +123,9 @@ def run_backlog(workdir: Path, *, packets: int, persistence: bool, drain_timeout
                 res.violations.append(f"{pid} saved, stored {files[pid]} times at head office")
         res.ho_stored = len(files)
         res.duplicates_at_ho = sum(c - 1 for c in files.values() if c > 1)
+        assert office.ho is not None
+        res.duplicate_chunks_received = office.ho.receiver.stats.duplicate_chunks
+        res.duplicate_packets_received = office.ho.receiver.stats.duplicates
         return res
     finally:
         if station is not None:

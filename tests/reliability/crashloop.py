@@ -44,6 +44,7 @@ class CrashLoopResult:
     delivered: int = 0
     ho_stored: int = 0
     duplicates_at_ho: int = 0
+    duplicate_chunks_received: int = 0
     markers: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -53,7 +54,8 @@ class CrashLoopResult:
                 "random_kills": self.random_kills, "point_kills": dict(self.point_kills),
                 "points_not_reached": dict(self.points_not_reached), "refused": self.refused,
                 "delivered": self.delivered, "ho_stored": self.ho_stored,
-                "duplicates_at_ho": self.duplicates_at_ho, "violations": len(self.violations),
+                "duplicates_at_ho": self.duplicates_at_ho,
+                "duplicate_chunks_received": self.duplicate_chunks_received, "violations": len(self.violations),
                 "seconds": round(self.seconds, 1)}
 
 
@@ -134,6 +136,8 @@ def _drain_and_verify(office: Office, zygote: Zygote, res: CrashLoopResult, time
     res.delivered = sum(1 for s in states.values() if s in ("delivered", "purged"))
     res.ho_stored = len(files)
     res.duplicates_at_ho = sum(c - 1 for c in files.values() if c > 1)
+    if office.ho is not None:
+        res.duplicate_chunks_received = office.ho.receiver.stats.duplicate_chunks
 
 
 def scan_for_markers(paths: list[Path], markers: list[str]) -> list[str]:
