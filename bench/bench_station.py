@@ -471,11 +471,19 @@ def main() -> int:
     failed = 0
     with tempfile.TemporaryDirectory(prefix="bench-station-") as tmp:
         for name in args.only.split(","):
-            try:
-                CASES[name](Path(tmp), args.quick)
-            except Exception as exc:  # one failed case must not hide the others' rows
-                failed += 1
-                print(f"<!-- {name} failed: {type(exc).__name__}: {str(exc)[-500:]} -->", flush=True)
+            # Two attempts: free_port() can race with another process on this shared machine
+            # (once the station API's port was taken by a test's NUT server); the first
+            # failure is printed, so a retry is never silent.
+            for attempt in (1, 2):
+                work = Path(tmp) / f"{name}-{attempt}"
+                work.mkdir()
+                try:
+                    CASES[name](work, args.quick)
+                    break
+                except Exception as exc:  # one failed case must not hide the others' rows
+                    print(f"<!-- {name} failed (attempt {attempt}): {type(exc).__name__}: "
+                          f"{str(exc)[-500:]} -->", flush=True)
+                    failed += attempt == 2
     return 1 if failed else 0
 
 

@@ -98,6 +98,7 @@ class SuiteRun:
     rows: int
     problems: list[str] = field(default_factory=list)
     stderr_tail: str = ""
+    notes: list[str] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -117,8 +118,13 @@ def parse_tables(text: str) -> list[tuple[list[str], list[list[str]]]]:
             header = _cells(lines[i])
             body: list[list[str]] = []
             i += 2
-            while i < len(lines) and lines[i].startswith("|"):
-                body.append(_cells(lines[i]))
+            while i < len(lines) and lines[i].startswith(("|", "<!--")):
+                if lines[i].startswith("<!--"):
+                    # A comment (e.g. a failed attempt) inside a table does not end it.
+                    while i < len(lines) and "-->" not in lines[i]:
+                        i += 1
+                else:
+                    body.append(_cells(lines[i]))
                 i += 1
             tables.append((header, body))
             continue
@@ -252,14 +258,18 @@ def run_suite(suite: Suite, quick: bool, log_dir: Path) -> tuple[SuiteRun, list[
     (log_dir / f"{suite.name}.out.md").write_text(stdout)
     (log_dir / f"{suite.name}.err.txt").write_text(stderr)
     rows = rows_from_output(suite.name, stdout)
-    problems = [f"{suite.name}: {m.group(1)}" for m in re.finditer(r"<!--\s*(\S+ failed:.*?)-->", stdout)]
+    failures = [f"{suite.name}: {m.group(1).strip()}"
+                for m in re.finditer(r"<!--\s*(\S+ failed\b.*?)-->", stdout, re.S)]
+    # A case that failed once and then passed on its retry is a note, not a broken suite.
+    problems = [f for f in failures if "(attempt 1)" not in f]
+    notes = [f for f in failures if "(attempt 1)" in f]
     if rc != 0:
         problems.append(f"{suite.name}: exit {rc}")
     if len(rows) < suite.min_rows:
         problems.append(f"{suite.name}: {len(rows)} rows, expected at least {suite.min_rows}")
     shown = [str(Path(a).relative_to(ROOT)) if a.startswith(str(ROOT)) else a for a in argv[1:]]
     run = SuiteRun(suite.name, shlex.join(shown), round(seconds, 1), rc, len(rows), problems,
-                   stderr[-1500:] if rc != 0 else "")
+                   stderr[-1500:] if rc != 0 else "", notes)
     return run, rows
 
 
@@ -294,6 +304,9 @@ def write_markdown(path: Path, doc: dict[str, Any]) -> None:
     problems = [p for s in doc["suites"] for p in s["problems"]]
     if problems:
         lines += ["", "Problems:", *[f"- {p}" for p in problems]]
+    notes = [n for s in doc["suites"] for n in s["notes"]]
+    if notes:
+        lines += ["", "Retried (failed once, then passed):", *[f"- {n}" for n in notes]]
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -118,3 +118,26 @@ def test_parser_reads_headoffice_and_bridge_shapes() -> None:
 @pytest.mark.parametrize("text", ["", "no table here\n", "| a | b |\n| c | d |\n"])
 def test_parser_ignores_text_without_tables(text: str) -> None:
     assert bench_run.rows_from_output("x", text) == []
+
+
+def _fake_suite(tmp_path: Path, body: str, min_rows: int = 1) -> Any:
+    script = tmp_path / "fake_bench.py"
+    script.write_text(body)
+    suite = bench_run.Suite("fake", str(script), (), (), min_rows)  # absolute path wins the join
+    logs = tmp_path / "logs"
+    logs.mkdir(exist_ok=True)
+    return bench_run.run_suite(suite, False, logs)
+
+
+def test_a_case_that_passed_on_retry_is_a_note_and_a_final_failure_a_problem(tmp_path: Path) -> None:
+    header = 'print("| figure | value | baseline | ratio | target |"); print("| --- | --- | --- | --- | --- |")\n'
+    retried = header + ('print("<!-- enroll failed (attempt 1): BadStatusLine: x -->")\n'
+                        'print("| t | 1 s | 2 s | 0.5 | <= 1 s |")\n')
+    run, rows = _fake_suite(tmp_path, retried)
+    assert run.problems == [] and len(run.notes) == 1 and "attempt 1" in run.notes[0]
+    assert [r.result for r in rows] == ["pass"]
+    broken = header + ('print("<!-- enroll failed (attempt 1): X -->")\n'
+                       'print("<!-- enroll failed (attempt 2): Y -->")\nraise SystemExit(1)\n')
+    run, rows = _fake_suite(tmp_path, broken)
+    assert rows == [] and any("attempt 2" in p for p in run.problems)
+    assert "fake: exit 1" in run.problems and any("0 rows" in p for p in run.problems)
