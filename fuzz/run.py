@@ -6,7 +6,8 @@
 Each target (fuzz/targets.py) runs in its own child process (``fuzz/run.py --child NAME``)
 under ``atheris.instrument_imports`` so coverage guides the mutations. The corpus is kept in
 fuzz/corpus/<target>/ between runs; a crash (an exception other than the parser's declared
-error, an assertion of a target, a timeout above 1 s per input or more than 512 MB) is written
+error, an assertion of a target, more than ``--timeout`` seconds (default 1) on one input or more than
+512 MB) is written
 to fuzz/crashes/<target>/ and should become a regression input in tests/fixtures/fuzz/.
 The summary table (target, executions, seconds, crashes) is printed as Markdown for
 docs/security.md.
@@ -36,14 +37,14 @@ def _child(name: str, libfuzzer_args: list[str]) -> None:
     atheris.Fuzz()
 
 
-def _run_one(name: str, seconds: int, max_len: int) -> tuple[int, float, int, str]:
+def _run_one(name: str, seconds: int, max_len: int, timeout: int) -> tuple[int, float, int, str]:
     corpus = HERE / "corpus" / name
     crashes = HERE / "crashes" / name
     corpus.mkdir(parents=True, exist_ok=True)
     crashes.mkdir(parents=True, exist_ok=True)
     args = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--",
             f"-max_total_time={seconds}", f"-max_len={max_len}", "-rss_limit_mb=512",
-            "-timeout=1", f"-artifact_prefix={crashes}/", "-print_final_stats=1", str(corpus)]
+            f"-timeout={timeout}", f"-artifact_prefix={crashes}/", "-print_final_stats=1", str(corpus)]
     started = time.monotonic()
     # Bounded wait: libFuzzer stops itself at max_total_time; the margin covers start-up.
     proc = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 120, check=False)
@@ -75,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0, help="time per target (default 10)")
     parser.add_argument("--max-len", type=int, default=65536, help="largest input in bytes")
+    parser.add_argument("--timeout", type=int, default=1,
+                        help="seconds one input may take before it counts as a hang (default 1; the "
+                             "config and export targets touch the file system, give them more on a busy machine)")
     parser.add_argument("targets", nargs="*", help=f"default: all of {', '.join(TARGETS)}")
     args = parser.parse_args(argv)
     names = args.targets or list(TARGETS)
@@ -85,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | ---: | ---: | ---: | ---: | --- |")
     failed = False
     for name in names:
-        execs, elapsed, crashed, status = _run_one(name, max(1, int(args.minutes * 60)), args.max_len)
+        execs, elapsed, crashed, status = _run_one(name, max(1, int(args.minutes * 60)), args.max_len,
+                                                   args.timeout)
         failed |= status != "ok"
         print(f"| {name} | {execs:,} | {elapsed:.0f} | {execs / max(elapsed, 1e-9):,.0f} | {crashed} "
               f"| {status} |", flush=True)
