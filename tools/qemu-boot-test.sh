@@ -157,7 +157,7 @@ qemu-system-x86_64 "${ACCEL_ARGS[@]}" -m 2048 -smp 2 \
     -display none -monitor none -serial file:"$WORK/serial.log" -no-reboot -nic none \
     -kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.img" \
     -drive file="$WORK/disk.img",format=raw,if=virtio \
-    -append "root=/dev/vda rw console=ttyS0 panic=-1 quiet" \
+    -append "root=/dev/vda rw console=ttyS0 panic=-1 quiet systemd.show_status=true" \
     </dev/null >"$WORK/qemu.log" 2>&1 &
 QPID=$!
 # Show the guest's check lines live (they reach the console through journald, as
@@ -176,8 +176,8 @@ while kill -0 "$QPID" 2>/dev/null; do
     fi
     if [ $((now - t)) -ge "$BOOT_TIMEOUT" ]; then
         hung="the guest did not finish within $BOOT_TIMEOUT s"
-    elif [ "$result_at" -ne 0 ] && [ $((now - result_at)) -ge 300 ]; then
-        hung="the guest did not power off within 300 s of its result"
+    elif [ "$result_at" -ne 0 ] && [ $((now - result_at)) -ge 180 ]; then
+        hung="the guest did not power off within 180 s of its result"
     fi
     if [ -n "$hung" ]; then
         kill "$QPID" 2>/dev/null || true
