@@ -195,10 +195,23 @@ class Zygote:
         assert self.proc.stdin is not None
         self.proc.stdin.write((json.dumps(job) + "\n").encode())
         self.proc.stdin.flush()
-        line = self.next_line(timeout)
-        if not line or line[0] != "CHILD":
-            raise RuntimeError(f"zygote did not fork: {line}")
-        return Cycle(int(line[1]))
+        # The forked child may print (e.g. OPEN) before the zygote prints CHILD: both share the
+        # pipe, so keep such early lines for the cycle instead of mistaking them for an answer.
+        early: list[list[str]] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self.next_line(max(0.0, deadline - time.monotonic()))
+            if not line or line[0] in ("EOF", "ERROR"):
+                raise RuntimeError(f"zygote did not fork: {line} (after {early})")
+            if line[0] == "CHILD":
+                cycle = Cycle(int(line[1]))
+                for seen in early:
+                    if seen[0] == "EXIT" and int(seen[1]) == cycle.pid:
+                        cycle.status = int(seen[2])  # it died before the zygote named it
+                    else:
+                        cycle.lines.append(seen)
+                return cycle
+            early.append(line)
 
     def follow(self, cycle: Cycle, *, until: float, stop_on: tuple[str, ...] = ()) -> bool:
         """Collect the child's lines until it exits (True) or ``until`` (monotonic) or a stop word."""
