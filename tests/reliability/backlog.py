@@ -91,19 +91,19 @@ def run_backlog(workdir: Path, *, packets: int, persistence: bool, drain_timeout
             say(name)
             return True
 
-        if step("flapping: 6 resets 0.3 s apart", 1.0):
+        if step("flapping: 6 resets 0.3 s apart", 0.3):
             for _ in range(6):
                 proxy.reset()
                 time.sleep(0.3)
-        if step("broker restart (SIGTERM)", 1.0):
+        if step("broker restart (SIGTERM)", 0.3):
             office.broker.stop()
             time.sleep(0.5)
             office.broker.start()
-        if step("broker kill -9", 1.5):
+        if step("broker kill -9", 0.3):
             office.broker.stop(kill=True)
             time.sleep(0.5)
             office.broker.start()
-        if step(f"half-open link for {HALF_OPEN_SECONDS:.0f} s", 1.5):
+        if step(f"half-open link for {HALF_OPEN_SECONDS:.0f} s", 0.3):
             proxy.blackhole(True)
             time.sleep(HALF_OPEN_SECONDS)
             proxy.blackhole(False)
