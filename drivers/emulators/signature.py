@@ -128,6 +128,7 @@ class EmulatedPenTablet:
         # A simulated applicant who signs whenever the driver starts a capture (demo, e2e tests).
         self.autosign = False
         self._write_fd: int | None = None
+        self._fd_lock = threading.Lock()
         self._writers: list[threading.Thread] = []
 
     # ------------------------------------------------------------------ feeding
@@ -169,9 +170,12 @@ class EmulatedPenTablet:
         self.vanished = False
 
     def _close_writer(self) -> None:
-        if self._write_fd is not None:
-            os.close(self._write_fd)
-            self._write_fd = None
+        # unplug() (a test's thread) and close() (the driver's) may race: take the fd under a
+        # lock so exactly one of them closes it (a second close could hit a reused fd number).
+        with self._fd_lock:
+            fd, self._write_fd = self._write_fd, None
+        if fd is not None:
+            os.close(fd)
 
     def join(self, timeout: float = 5.0) -> None:
         """Wait for the writer threads (bounded)."""
@@ -187,7 +191,8 @@ class EmulatedPenTablet:
         r, w = os.pipe()
         os.set_blocking(r, False)
         self._close_writer()
-        self._write_fd = w
+        with self._fd_lock:
+            self._write_fd = w
         self.open_fds.add(r)
         return r
 
