@@ -187,14 +187,31 @@ class ReplayGuard:
     def check_and_add(self, message_id: str, expires_at: datetime, now: datetime) -> None:
         """Record ``message_id``; raise ReplayedError if it is already recorded and live."""
         with self._lock:
-            # Prune lazily; O(n) only when something expired, which keeps the common path cheap.
-            if any(exp <= now for exp in self._seen.values()):
-                self._seen = {k: exp for k, exp in self._seen.items() if exp > now}
-            if message_id in self._seen:
-                raise ReplayedError("message id already accepted (replay)")
-            if len(self._seen) >= self._max:
-                raise ReplayedError("replay guard full: too many unexpired messages; refused")
+            self._check_locked(message_id, now)
             self._seen[message_id] = expires_at
+
+    def check(self, message_id: str, now: datetime) -> None:
+        """Raise ReplayedError if ``message_id`` is recorded and live, without recording it.
+
+        With :meth:`add` after the message's effect is durable, a crash in between means the
+        broker's redelivery is carried out (idempotently) instead of refused as a replay.
+        """
+        with self._lock:
+            self._check_locked(message_id, now)
+
+    def add(self, message_id: str, expires_at: datetime, now: datetime) -> None:
+        """Record ``message_id`` as accepted until ``expires_at``."""
+        with self._lock:
+            self._seen[message_id] = expires_at
+
+    def _check_locked(self, message_id: str, now: datetime) -> None:
+        # Prune lazily; O(n) only when something expired, which keeps the common path cheap.
+        if any(exp <= now for exp in self._seen.values()):
+            self._seen = {k: exp for k, exp in self._seen.items() if exp > now}
+        if message_id in self._seen:
+            raise ReplayedError("message id already accepted (replay)")
+        if len(self._seen) >= self._max:
+            raise ReplayedError("replay guard full: too many unexpired messages; refused")
 
 
 # --------------------------------------------------------------------------- sign / open

@@ -39,6 +39,7 @@ from agent.uplink.incoming import (
     JournalReplayGuard,
     RejectedMessage,
     parse_ack,
+    remember,
 )
 from agent.uplink.sender import EVENT_WINDOW, JournalLike, OutboxSource, Sender
 from agent.uplink.topics import Topics
@@ -485,7 +486,10 @@ class Uplink:
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         now = self.wall_clock()
         try:
-            leaf, body = self.validator.open(msg.topic, bytes(msg.payload), now)
+            # Orders and commands are recorded against replay only after their handler has
+            # made them durable (an ack's effect is idempotent, so it is recorded at once).
+            leaf, body = self.validator.open(msg.topic, bytes(msg.payload), now,
+                                             defer_record=self.topics.incoming_leaf(msg.topic) != "ack")
             if leaf == "ack":
                 ack = parse_ack(body)
                 self.sender.on_ack(ack, utc_iso(now))
@@ -494,13 +498,15 @@ class Uplink:
             self._reject(msg.topic, exc)
             return
         handler = self.handlers.get(leaf)
-        if handler is None:
-            log.warning("no handler for valid %s message %s; ignored", leaf, body.get("id"))
-            return
         try:
+            if handler is None:
+                log.warning("no handler for valid %s message %s; ignored", leaf, body.get("id"))
+                return
             handler(body)
         except Exception:  # a handler bug must not take the link down
             log.exception("handler for %s failed on message %s", leaf, body.get("id"))
+        finally:
+            remember(self.validator.replay_guard, body, now)
 
     def _reject(self, topic: str, exc: RejectedMessage) -> None:
         self.rejected_messages += 1

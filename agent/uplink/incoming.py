@@ -126,10 +126,23 @@ class JournalReplayGuard(ReplayGuard):
     def check_and_add(self, message_id: str, expires_at: datetime, now: datetime) -> None:
         """Refuse a replay; remember the id durably (synchronous with acceptance)."""
         super().check_and_add(message_id, expires_at, now)
+        self._persist(message_id, expires_at, now)
+
+    def add(self, message_id: str, expires_at: datetime, now: datetime) -> None:
+        """Remember the id durably (after the message's effect is durable)."""
+        super().add(message_id, expires_at, now)
+        self._persist(message_id, expires_at, now)
+
+    def _persist(self, message_id: str, expires_at: datetime, now: datetime) -> None:
         with self.journal.transaction() as db:
             db.execute("INSERT OR REPLACE INTO uplink_replay (id, expires_at) VALUES (?, ?)",
                        (message_id, _iso(expires_at)))
             db.execute("DELETE FROM uplink_replay WHERE expires_at <= ?", (_iso(now),))
+
+
+def remember(guard: ReplayGuard, body: dict[str, Any], now: datetime) -> None:
+    """Record an accepted message's id until its expiry (see IncomingValidator.open)."""
+    guard.add(str(body["id"]), parse_utc(str(body["expires_at"])), now)
 
 
 def _iso(ts: datetime) -> str:
@@ -154,8 +167,14 @@ class IncomingValidator:
         self.replay_guard = replay_guard if replay_guard is not None else ReplayGuard()
         self.max_bytes = max_bytes
 
-    def open(self, topic: str, payload: bytes, now: datetime) -> tuple[str, dict[str, Any]]:
-        """Return (leaf, body) of a valid message; raise RejectedMessage otherwise."""
+    def open(self, topic: str, payload: bytes, now: datetime, *,
+             defer_record: bool = False) -> tuple[str, dict[str, Any]]:
+        """Return (leaf, body) of a valid message; raise RejectedMessage otherwise.
+
+        With ``defer_record`` a replay is still refused, but the id is recorded only by
+        :meth:`remember`, which the caller runs once the message's effect is durable (a print
+        job journaled): a crash in between then leads to an idempotent redelivery, not a loss.
+        """
         leaf = self.topics.incoming_leaf(topic)
         if leaf is None:
             raise RejectedMessage("topic", "not a head-office topic of this station")
@@ -163,8 +182,10 @@ class IncomingValidator:
             body = open_envelope(
                 payload, topic=topic, public_keys=self.public_keys(),
                 station_id=self.topics.station_id, now=now, max_bytes=self.max_bytes,
-                seen=self.replay_guard,
+                seen=None if defer_record else self.replay_guard,
             )
+            if defer_record:
+                self.replay_guard.check(body["id"], now)
         except EnvelopeError as exc:
             # The class name is the reason code (OversizedError, ReplayedError, ...).
             raise RejectedMessage(type(exc).__name__, str(exc)) from exc
