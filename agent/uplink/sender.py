@@ -35,12 +35,15 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any, Protocol
 
 from agent.faults import crash_point
-from agent.journal.errors import JournalError
+from agent.journal.errors import JournalError, JournalFullError
 from agent.uplink.incoming import Ack
 from agent.uplink.ratelimit import TokenBucket
 from agent.uplink.topics import CONTENT_TYPE_CHUNK, Topics
 
 log = logging.getLogger(__name__)
+
+# Seconds between tries to mark a packet sending while the journal's disk is full.
+FULL_RETRY_S = 5.0
 
 # Events in flight at once; they bypass the chunk window.
 EVENT_WINDOW = 4
@@ -232,6 +235,7 @@ class Sender:
         self._pool: ThreadPoolExecutor | None = None  # started on first use, again after close
         self._prefetched: dict[tuple[str, int], Future[tuple[bytes, str]]] = {}
         self._marks: dict[str, Future[None]] = {}
+        self._journal_full = False  # one log line per full-disk episode, not one per packet
         self._drain: deque[tuple[float, int]] = deque()  # (time, bytes) for the drain rate
 
     # ------------------------------------------------------------------ connection
@@ -475,10 +479,21 @@ class Sender:
             if mark is not None:
                 try:
                     mark.result(timeout=60)
+                except JournalFullError:
+                    # A full disk: leave the packet queued and try again later, instead of
+                    # re-reading the outbox in a tight loop (which flooded the log).
+                    self.packets.pop(packet.packet_id, None)
+                    if not self._journal_full:
+                        log.warning("journal full: sending paused (retrying every %.0f s)", FULL_RETRY_S)
+                        self._journal_full = True
+                    return FULL_RETRY_S
                 except JournalError as exc:
                     # Changed state since the outbox was read (quarantined, delivered).
                     self._drop_packet(packet, f"cannot mark it sending: {type(exc).__name__}")
                     continue
+                if self._journal_full:
+                    log.info("journal writable again: sending resumed")
+                    self._journal_full = False
             future = self._prefetched.pop((packet.packet_id, index), None)
             if future is None:
                 future = self._submit(packet, index)
