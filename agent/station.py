@@ -350,6 +350,11 @@ def _uplink(config: Config, daemon: Daemon) -> Any:
             {"name": d["name"], "state": d["state"]} for d in devices.snapshot()["devices"]]})
     journal = daemon.parts["journal"].journal
     uplink.add_telemetry_provider(lambda: {"kpi": today_kpis(config, journal)["total"]})
+    from agent.operators.indicators import Indicators
+
+    # The office's indicators (quality, quantity, timeliness, attendance, teamwork), today.
+    indicators = Indicators(journal, config)
+    uplink.add_telemetry_provider(lambda: {"indicators": indicators.today()})
     from agent.diagnostics import run_checks
     from agent.keys import keys_dir
     from agent.remote import RemoteCommands

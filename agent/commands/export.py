@@ -12,6 +12,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """DIR and --json."""
     parser.add_argument("dir", metavar="DIR", help="mounted removable media (a new folder is made inside)")
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.add_argument("--by", metavar="STAFF_ID", help="staff id of whoever exports (audit trail)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from agent.config import config_path, load_config
     from agent.export import ExportError, export_backlog
     from agent.journal import Journal, JournalError, db_path
+    from agent.operators.audit import audit_cli_action
 
     cfg = load_config(config_path(getattr(args, "config", None)))
     lang = cfg.station.language
@@ -33,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
         # marks packets exported.
         with Journal.open(cfg.state_dir, cfg.journal, recover=False) as journal:
             result = export_backlog(journal, Path(args.dir), station_id=cfg.station.id)
+            audit_cli_action(journal, cfg.station.timezone, "export", "ok", operator_id=args.by,
+                             details={"packets": result.packets, "bytes": result.total_bytes})
     except ExportError as exc:
         raise CliError(exc.message_id if lang == "id" else str(exc)) from None
     except JournalError as exc:

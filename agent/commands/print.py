@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from agent.config import Config
+    from agent.operators.audit import audit_cli_action
     from agent.printing.stock import StockLedger
 
 HELP = "print a test card, show the print queue, or confirm an uncertain print"
@@ -28,6 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     which = confirm.add_mutually_exclusive_group(required=True)
     which.add_argument("--printed", action="store_true", help="a good card came out")
     which.add_argument("--not-printed", action="store_true", help="no usable card came out")
+    confirm.add_argument("--by", metavar="STAFF_ID", help="staff id of whoever checked the printer (audit trail)")
     confirm.add_argument("--card-spoiled", action="store_true",
                          help="with --not-printed: a blank was used up (jammed or misprinted)")
     for p in (test, queue, confirm):
@@ -57,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
                     raise CliError("--card-spoiled goes with --not-printed only")
                 view = queue.confirm(args.order, printed=bool(args.printed),
                                      card_spoiled=bool(args.card_spoiled))
+                audit_cli_action(journal, cfg.station.timezone, "print.confirm",
+                                 "printed" if args.printed else "not_printed", operator_id=args.by,
+                                 details={"order_id": view.order_id, "state": view.state})
                 print(f"order {view.order_id}: {view.state}")
                 return 0
             states = None if args.all else ["received", "waiting_stock", "printing", "uncertain"]

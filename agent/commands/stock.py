@@ -15,9 +15,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add = sub.add_parser("add", help="book a delivery of blank cards")
     add.add_argument("count", type=int, help="cards delivered")
     add.add_argument("--batch", required=True, help="batch or delivery note number")
+    add.add_argument("--by", metavar="STAFF_ID", help="staff id of whoever books it (audit trail)")
     recount = sub.add_parser("recount", help="set the stock to a counted number, with a reason")
     recount.add_argument("count", type=int, help="cards counted")
     recount.add_argument("--reason", required=True, help="why the count differs (kept in the ledger)")
+    recount.add_argument("--by", metavar="STAFF_ID", help="staff id of whoever counted (audit trail)")
     show = sub.add_parser("show", help="stock, ribbon, forecast and the latest ledger entries")
     show.add_argument("--json", action="store_true", help="print JSON for scripts")
     for p in (add, recount, show):
@@ -30,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from agent.cli import CliError
     from agent.config import config_path, load_config
     from agent.journal import Journal, JournalError
+    from agent.operators.audit import audit_cli_action
     from agent.printing.queue import PrintQueue
     from agent.printing.stock import StockError, StockLedger
 
@@ -43,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
             queue = PrintQueue(journal, ledger, station_id=cfg.station.id, recover=False)
             if args.action == "add":
                 total = ledger.add_delivery(args.count, args.batch)
+                audit_cli_action(journal, cfg.station.timezone, "stock.add", "ok", operator_id=args.by,
+                                 details={"count": args.count, "balance": total})
                 released = queue.release_waiting()
                 print(f"Stok blangko: {total}" if lang == "id" else f"Blank cards in stock: {total}")
                 if released:
@@ -52,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             if args.action == "recount":
                 total = ledger.recount(args.count, args.reason)
+                audit_cli_action(journal, cfg.station.timezone, "stock.recount", "ok", operator_id=args.by,
+                                 details={"count": args.count})
                 print(f"Stok blangko: {total}" if lang == "id" else f"Blank cards in stock: {total}")
                 ledger.check_alerts(queue.queued_count())
                 return 0

@@ -227,3 +227,9 @@ def manifest_trail(session: SessionLike) -> list[dict[str, Any]]:
                     "approved_by": getattr(item, "approved_by", None) if item is not None else None,
                     "at": entry.get("at"), "outcome": entry.get("outcome")})
     return out
+
+
+def audit_cli_action(journal: JournalLike, tz: str, action: str, outcome: str, *,
+                     operator_id: str | None, **fields: Any) -> int:
+    """Audit an action a technician or operator took with a ``rekam`` command (``--by STAFF_ID``)."""
+    return AuditLog(journal, tz=tz).record(action, outcome, operator_id=operator_id, **fields)
