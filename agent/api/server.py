@@ -222,7 +222,13 @@ class StationApi:
         class _Handler(_RequestHandler):
             station_api = api
 
-        self._server = _Server(("127.0.0.1", self.port), _Handler)
+        try:
+            self._server = _Server(("127.0.0.1", self.port), _Handler)
+        except OSError as exc:
+            from agent.config import ConfigError
+
+            raise ConfigError(f"[api] port {self.port}: cannot listen on 127.0.0.1 ({exc.strerror}); "
+                              "another program uses it: choose another port or stop that program") from None
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="station-api", daemon=True)
         self._thread.start()
