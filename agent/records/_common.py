@@ -1,5 +1,6 @@
 """Pieces shared by the ISO/IEC 19794 (2011 editions) record codecs: big-endian fields, the
-9-byte capture date-time, quality blocks and certification blocks (19794-1:2011 framework).
+9-byte capture date-time, quality blocks and certification blocks (19794-1:2011 framework), and
+the representation header and loop that parts 4, 5 and 6 have in common.
 
 Layouts restated in ../shared/research/protocols.md §5.1 (from MOSIP bio-utils, an
 implementation, not the ISO text): conformance here means "matches those published layouts",
@@ -9,9 +10,10 @@ not a certification tool's verdict.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator, Sized
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 # 0xFF in every byte means "capture time unknown" (19794-1:2011 convention).
 UNKNOWN_DATETIME = b"\xff" * 9
@@ -149,6 +151,11 @@ class Cursor:
         """Four bytes, big-endian."""
         return int.from_bytes(self.take(4, what), "big")
 
+    def expect_end(self, what: str) -> None:
+        """RecordError unless every byte up to the end has been read."""
+        if self.pos != self.end:
+            raise RecordError(f"{what} has bytes after its image data")
+
     def datetime(self) -> datetime | None:
         """The 9-byte capture date-time."""
         return decode_datetime(self.take(9, "capture date-time"))
@@ -186,3 +193,82 @@ def general_header(magic: bytes, version: bytes, data: bytes, size: int) -> Curs
     if length != len(data):
         raise RecordError(f"record length field says {length}, record has {len(data)} bytes")
     return Cursor(data, 12)
+
+
+class HasRepresentationHeader(Protocol):
+    """What every part's representation carries in its common header."""
+
+    @property
+    def captured_at(self) -> datetime | None: ...
+    @property
+    def device(self) -> CaptureDevice: ...
+    @property
+    def quality(self) -> tuple[QualityBlock, ...]: ...
+    @property
+    def certifications(self) -> tuple[tuple[int, int], ...]: ...
+
+
+class RepresentationHeader(NamedTuple):
+    """The fields every representation starts with, after its length (unpacks in this order)."""
+
+    captured_at: datetime | None
+    device: CaptureDevice
+    quality: tuple[QualityBlock, ...]
+    certifications: tuple[tuple[int, int], ...]
+
+
+def check_representation_count(reps: Sized) -> None:
+    """A record holds 1..65535 representations (the count field is two bytes)."""
+    if not 1 <= len(reps) <= 0xFFFF:
+        raise RecordError("a record holds 1..65535 representations")
+
+
+def encode_representation_header(rep: HasRepresentationHeader, certification_flag: bool) -> bytes:
+    """Capture date-time, device, quality blocks and (when flagged) certification blocks."""
+    if rep.certifications and not certification_flag:
+        raise RecordError("certification blocks need the record's certification flag")
+    return (
+        encode_datetime(rep.captured_at)
+        + struct.pack(">BHH", rep.device.technology, rep.device.vendor, rep.device.type)
+        + encode_quality(rep.quality)
+        + (encode_certs(rep.certifications) if certification_flag else b"")
+    )
+
+
+def frame_representation(body: bytes) -> bytes:
+    """Prefix a representation with its 4-byte length, which counts itself."""
+    return struct.pack(">I", 4 + len(body)) + body
+
+
+def read_count_and_flag(cur: Cursor) -> tuple[int, bool]:
+    """The general header's representation count and certification flag (0 or 1)."""
+    count = cur.u16("representation count")
+    flag = cur.u8("certification flag")
+    if flag not in (0, 1):
+        raise RecordError(f"certification flag {flag} is not 0 or 1")
+    return count, bool(flag)
+
+
+def iter_representations(cur: Cursor, count: int,
+                         certified: bool) -> Iterator[tuple[Cursor, RepresentationHeader]]:
+    """Yield (cursor over the rest of the representation, its common header), count times.
+
+    The caller reads its part-specific fields from the yielded cursor; the next representation
+    starts where the length field says, whatever the caller left unread. After the last one the
+    record must end, else RecordError.
+    """
+    data = cur.data
+    for _ in range(count):
+        start = cur.pos
+        length = cur.u32("representation length")
+        if length < 4 or start + length > len(data):
+            raise RecordError("representation length out of range")
+        rc = Cursor(data, cur.pos, start + length)
+        when = rc.datetime()
+        device = rc.device()
+        quality = rc.quality()
+        certs = rc.certs() if certified else ()
+        yield rc, RepresentationHeader(when, device, quality, certs)
+        cur.pos = start + length
+    if cur.pos != len(data):
+        raise RecordError("bytes after the last representation")

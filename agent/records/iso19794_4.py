@@ -20,13 +20,14 @@ from datetime import datetime
 
 from agent.records._common import (
     CaptureDevice,
-    Cursor,
     QualityBlock,
     RecordError,
-    encode_certs,
-    encode_datetime,
-    encode_quality,
+    check_representation_count,
+    encode_representation_header,
+    frame_representation,
     general_header,
+    iter_representations,
+    read_count_and_flag,
     u8,
     u16,
 )
@@ -124,27 +125,21 @@ class FingerRecord:
 
 def encode_representation(rep: FingerImage, certification_flag: bool) -> bytes:
     """One representation, its length field included."""
-    if rep.certifications and not certification_flag:
-        raise RecordError("certification blocks need the record's certification flag")
     body = (
-        encode_datetime(rep.captured_at)
-        + struct.pack(">BHH", rep.device.technology, rep.device.vendor, rep.device.type)
-        + encode_quality(rep.quality)
-        + (encode_certs(rep.certifications) if certification_flag else b"")
+        encode_representation_header(rep, certification_flag)
         + IMAGE_FIELDS.pack(rep.position, rep.representation_number, rep.scale_units,
                             *rep.capture_ppi, *rep.image_ppi, rep.bit_depth, rep.compression,
                             rep.impression, rep.width, rep.height)
         + struct.pack(">I", len(rep.image)) + rep.image + rep.extended
     )
-    return struct.pack(">I", 4 + len(body)) + body
+    return frame_representation(body)
 
 
 def encode(representations: tuple[FingerImage, ...] | list[FingerImage], *,
            certification_flag: bool = False) -> bytes:
     """A whole 19794-4:2011 record."""
     reps = tuple(representations)
-    if not 1 <= len(reps) <= 0xFFFF:
-        raise RecordError("a record holds 1..65535 representations")
+    check_representation_count(reps)
     body = b"".join(encode_representation(r, certification_flag) for r in reps)
     fingers = len({r.position for r in reps})
     if fingers > 255:
@@ -156,22 +151,10 @@ def encode(representations: tuple[FingerImage, ...] | list[FingerImage], *,
 def decode(data: bytes) -> FingerRecord:
     """Parse a record; RecordError on any inconsistency."""
     cur = general_header(MAGIC, VERSION, data, HEADER.size)
-    count = cur.u16("representation count")
-    flag = cur.u8("certification flag")
-    if flag not in (0, 1):
-        raise RecordError(f"certification flag {flag} is not 0 or 1")
+    count, flag = read_count_and_flag(cur)
     present = cur.u8("fingers present")
     reps = []
-    for _ in range(count):
-        start = cur.pos
-        length = cur.u32("representation length")
-        if length < 4 or start + length > len(data):
-            raise RecordError("representation length out of range")
-        rc = Cursor(data, cur.pos, start + length)
-        when = rc.datetime()
-        device = rc.device()
-        quality = rc.quality()
-        certs = rc.certs() if flag else ()
+    for rc, (when, device, quality, certs) in iter_representations(cur, count, flag):
         (pos, num, scale, cph, cpv, iph, ipv, depth, comp, impr, w, h) = rc.unpack(
             IMAGE_FIELDS, "image fields")
         n = rc.u32("image data length")
@@ -179,7 +162,4 @@ def decode(data: bytes) -> FingerRecord:
         extended = rc.take(rc.end - rc.pos, "extended data")
         reps.append(FingerImage(pos, image, comp, w, h, when, device, quality, certs, num, scale,
                                 (cph, cpv), (iph, ipv), depth, impr, extended))
-        cur.pos = start + length
-    if cur.pos != len(data):
-        raise RecordError("bytes after the last representation")
-    return FingerRecord(tuple(reps), bool(flag), present)
+    return FingerRecord(tuple(reps), flag, present)

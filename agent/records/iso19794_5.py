@@ -25,13 +25,14 @@ from datetime import datetime
 
 from agent.records._common import (
     CaptureDevice,
-    Cursor,
     QualityBlock,
     RecordError,
-    encode_certs,
-    encode_datetime,
-    encode_quality,
+    check_representation_count,
+    encode_representation_header,
+    frame_representation,
     general_header,
+    iter_representations,
+    read_count_and_flag,
     u8,
     u16,
 )
@@ -140,15 +141,11 @@ class FaceRecord:
 
 def encode_representation(rep: FaceImage, certification_flag: bool) -> bytes:
     """One representation, its length field included."""
-    if rep.certifications and not certification_flag:
-        raise RecordError("certification blocks need the record's certification flag")
+    header = encode_representation_header(rep, certification_flag)
     if len(rep.landmarks) > 0xFFFF:
         raise RecordError("too many landmarks")
     body = (
-        encode_datetime(rep.captured_at)
-        + struct.pack(">BHH", rep.device.technology, rep.device.vendor, rep.device.type)
-        + encode_quality(rep.quality)
-        + (encode_certs(rep.certifications) if certification_flag else b"")
+        header
         + FACIAL_INFO.pack(len(rep.landmarks), rep.gender, rep.eye_colour, rep.hair_colour,
                            rep.subject_height, rep.property_mask.to_bytes(3, "big"),
                            rep.expression, *rep.pose, *rep.pose_uncertainty)
@@ -158,15 +155,14 @@ def encode_representation(rep: FaceImage, certification_flag: bool) -> bytes:
                           rep.colour_space)
         + struct.pack(">I", len(rep.image)) + rep.image
     )
-    return struct.pack(">I", 4 + len(body)) + body
+    return frame_representation(body)
 
 
 def encode(representations: tuple[FaceImage, ...] | list[FaceImage], *,
            certification_flag: bool = False, temporal_semantics: int = 0) -> bytes:
     """A whole 19794-5:2011 record."""
     reps = tuple(representations)
-    if not 1 <= len(reps) <= 0xFFFF:
-        raise RecordError("a record holds 1..65535 representations")
+    check_representation_count(reps)
     u16(temporal_semantics, "temporal_semantics")
     body = b"".join(encode_representation(r, certification_flag) for r in reps)
     return HEADER.pack(MAGIC, VERSION, HEADER.size + len(body), len(reps),
@@ -176,34 +172,18 @@ def encode(representations: tuple[FaceImage, ...] | list[FaceImage], *,
 def decode(data: bytes) -> FaceRecord:
     """Parse a record; RecordError on any inconsistency."""
     cur = general_header(MAGIC, VERSION, data, HEADER.size)
-    count = cur.u16("representation count")
-    flag = cur.u8("certification flag")
-    if flag not in (0, 1):
-        raise RecordError(f"certification flag {flag} is not 0 or 1")
+    count, flag = read_count_and_flag(cur)
     temporal = cur.u16("temporal semantics")
     reps = []
-    for _ in range(count):
-        start = cur.pos
-        length = cur.u32("representation length")
-        if length < 4 or start + length > len(data):
-            raise RecordError("representation length out of range")
-        rc = Cursor(data, cur.pos, start + length)
-        when = rc.datetime()
-        device = rc.device()
-        quality = rc.quality()
-        certs = rc.certs() if flag else ()
+    for rc, (when, device, quality, certs) in iter_representations(cur, count, flag):
         (n_lm, gender, eye, hair, height, mask, expr, yaw, pitch, roll, uy, up, ur) = rc.unpack(
             FACIAL_INFO, "facial information")
         landmarks = tuple(Landmark(*rc.unpack(LANDMARK, "landmark")) for _ in range(n_lm))
         (ftype, dtype, w, h, ssl, pap, xref, cs) = rc.unpack(IMAGE_INFO, "image information")
         n = rc.u32("image data length")
         image = rc.take(n, "image data")
-        if rc.pos != rc.end:
-            raise RecordError("representation has bytes after its image data")
+        rc.expect_end("representation")
         reps.append(FaceImage(image, dtype, w, h, when, device, quality, certs, gender, eye, hair,
                               height, int.from_bytes(mask, "big"), expr, (yaw, pitch, roll),
                               (uy, up, ur), landmarks, ftype, ssl, pap, xref, cs))
-        cur.pos = start + length
-    if cur.pos != len(data):
-        raise RecordError("bytes after the last representation")
-    return FaceRecord(tuple(reps), bool(flag), temporal)
+    return FaceRecord(tuple(reps), flag, temporal)

@@ -20,13 +20,13 @@ from datetime import datetime
 
 from agent.records._common import (
     CaptureDevice,
-    Cursor,
     QualityBlock,
-    RecordError,
-    encode_certs,
-    encode_datetime,
-    encode_quality,
+    check_representation_count,
+    encode_representation_header,
+    frame_representation,
     general_header,
+    iter_representations,
+    read_count_and_flag,
     u8,
     u16,
 )
@@ -114,28 +114,22 @@ class IrisRecord:
 
 def encode_representation(rep: IrisImage, certification_flag: bool) -> bytes:
     """One representation, its length field included."""
-    if rep.certifications and not certification_flag:
-        raise RecordError("certification blocks need the record's certification flag")
     body = (
-        encode_datetime(rep.captured_at)
-        + struct.pack(">BHH", rep.device.technology, rep.device.vendor, rep.device.type)
-        + encode_quality(rep.quality)
-        + (encode_certs(rep.certifications) if certification_flag else b"")
+        encode_representation_header(rep, certification_flag)
         + struct.pack(">H", rep.representation_number)
         + IMAGE_INFO.pack(rep.eye, rep.image_type, rep.image_format, rep.properties, rep.width,
                           rep.height, rep.bit_depth, rep.range, rep.roll_angle,
                           rep.roll_uncertainty, *rep.centre_x, *rep.centre_y, *rep.diameter)
         + struct.pack(">I", len(rep.image)) + rep.image
     )
-    return struct.pack(">I", 4 + len(body)) + body
+    return frame_representation(body)
 
 
 def encode(representations: tuple[IrisImage, ...] | list[IrisImage], *,
            certification_flag: bool = False) -> bytes:
     """A whole 19794-6:2011 record."""
     reps = tuple(representations)
-    if not 1 <= len(reps) <= 0xFFFF:
-        raise RecordError("a record holds 1..65535 representations")
+    check_representation_count(reps)
     body = b"".join(encode_representation(r, certification_flag) for r in reps)
     eyes = len({r.eye for r in reps if r.eye != EyeLabel.UNDEFINED})
     return HEADER.pack(MAGIC, VERSION, HEADER.size + len(body), len(reps),
@@ -145,32 +139,16 @@ def encode(representations: tuple[IrisImage, ...] | list[IrisImage], *,
 def decode(data: bytes) -> IrisRecord:
     """Parse a record; RecordError on any inconsistency."""
     cur = general_header(MAGIC, VERSION, data, HEADER.size)
-    count = cur.u16("representation count")
-    flag = cur.u8("certification flag")
-    if flag not in (0, 1):
-        raise RecordError(f"certification flag {flag} is not 0 or 1")
+    count, flag = read_count_and_flag(cur)
     eyes = cur.u8("eyes present")
     reps = []
-    for _ in range(count):
-        start = cur.pos
-        length = cur.u32("representation length")
-        if length < 4 or start + length > len(data):
-            raise RecordError("representation length out of range")
-        rc = Cursor(data, cur.pos, start + length)
-        when = rc.datetime()
-        device = rc.device()
-        quality = rc.quality()
-        certs = rc.certs() if flag else ()
+    for rc, (when, device, quality, certs) in iter_representations(cur, count, flag):
         number = rc.u16("representation number")
         (eye, itype, fmt, props, w, h, depth, rng, roll, roll_u, cx0, cx1, cy0, cy1, d0,
          d1) = rc.unpack(IMAGE_INFO, "image information")
         n = rc.u32("image data length")
         image = rc.take(n, "image data")
-        if rc.pos != rc.end:
-            raise RecordError("representation has bytes after its image data")
+        rc.expect_end("representation")
         reps.append(IrisImage(eye, image, fmt, w, h, when, device, quality, certs, number, itype,
                               props, depth, rng, roll, roll_u, (cx0, cx1), (cy0, cy1), (d0, d1)))
-        cur.pos = start + length
-    if cur.pos != len(data):
-        raise RecordError("bytes after the last representation")
-    return IrisRecord(tuple(reps), bool(flag), eyes)
+    return IrisRecord(tuple(reps), flag, eyes)
