@@ -113,6 +113,16 @@ def _luma(arr: np.ndarray) -> np.ndarray:
     return arr[..., 0] * 0.299 + arr[..., 1] * 0.587 + arr[..., 2] * 0.114
 
 
+def _max_distance(arr: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Largest per-channel absolute difference from ``ref`` over the last (colour) axis."""
+    # Equal to np.abs(arr - ref).max(axis=-1), element for element; numpy's reduction over a
+    # length-3 inner axis was 40% of a face check (profiled), three elementwise maxima are not.
+    d: np.ndarray = np.abs(arr[..., 0] - ref[0])
+    np.maximum(d, np.abs(arr[..., 1] - ref[1]), out=d)
+    np.maximum(d, np.abs(arr[..., 2] - ref[2]), out=d)
+    return d
+
+
 def check_face_jpeg(
     data: bytes,
     *,
@@ -161,7 +171,8 @@ def check_face(
         "Camera resolution too low. Call the technician.",
     ))
 
-    work = img.convert("RGB")
+    # convert() always copies; a 1080p RGB frame is 6 MB copied for nothing.
+    work = img if img.mode == "RGB" else img.convert("RGB")
     if work.height > WORK_HEIGHT:
         # A fixed working height makes sharpness and sizes comparable across camera modes;
         # BOX resampling is an average, cheap even for a 1080p frame.
@@ -179,7 +190,7 @@ def check_face(
         arr[: int(h * 0.55), w - bw :].reshape(-1, 3),
     ])
     bg = np.median(strips, axis=0)
-    strip_dist = np.abs(strips - bg).max(axis=1)
+    strip_dist = _max_distance(strips, bg)
     intrusion = float((strip_dist > 40).mean())
     spread = float(_luma(strips).std())
     uniform = spread <= limits.max_background_std and intrusion <= limits.max_background_intrusion
@@ -207,7 +218,7 @@ def check_face(
         ))
 
     # --- subject: pixels clearly unlike the background
-    mask = np.abs(arr - bg).max(axis=2) > 45
+    mask = _max_distance(arr, bg) > 45
     row_counts = mask.sum(axis=1)
     rows = np.nonzero(row_counts >= max(2, int(0.02 * w)))[0]
     if rows.size == 0:
