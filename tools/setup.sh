@@ -9,9 +9,10 @@ export DEBIAN_FRONTEND=noninteractive
 
 # System packages: the broker; a C compiler and kernel headers (V4L2 and evdev layout checks);
 # PostgreSQL (head-office backend); openssl (TLS tests); strace and libfiu (I/O fault injection);
-# Network UPS Tools (power tests against a real upsd); Chromium and its driver (diagnostics page).
+# Network UPS Tools (power tests against a real upsd); Chromium and its driver (diagnostics page);
+# iproute2 and nftables (link faults in a network namespace of the tests' own).
 PACKAGES=(mosquitto mosquitto-clients python3-venv python3-dev gcc linux-libc-dev openssl iproute2
-          postgresql strace fiu-utils libfiu0 nut-server chromium chromium-driver)
+          nftables postgresql strace fiu-utils libfiu0 nut-server chromium chromium-driver)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
