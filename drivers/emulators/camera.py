@@ -20,12 +20,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from drivers.camera import v4l2
+from drivers.emulators import assets
 
 BACKGROUNDS: dict[str, tuple[int, int, int]] = {
     "red": (200, 30, 35),
@@ -129,12 +130,19 @@ class PortraitSource:
         blur = self.blur_sequence[n % len(self.blur_sequence)]
         # Brightness control 0..255 with 128 neutral maps to exposure, as a webcam's would.
         gain = controls.get(v4l2.V4L2_CID_BRIGHTNESS, 128) / 128
+        p = replace(self.portrait, blur=self.portrait.blur + blur, exposure=self.portrait.exposure * gain)
+        if assets.asset_dir() is not None:
+            # Asset mode: the frame is read from the file each time, as a device DMA-s a new frame
+            # into the buffer; no copy is kept here (a YUYV 1080p frame is 4 MB).
+            params = {"width": width, "height": height, "pixfmt": pixfmt, "portrait": asdict(p)}
+            try:
+                return assets.replay("portrait", params)[0]
+            except assets.AssetError as exc:
+                raise OSError(errno.EIO, f"emulated camera: {exc}") from exc
         key = (width, height, pixfmt, blur, gain, self.portrait)
         with self._lock:
             data = self._cache.get(key)
         if data is None:
-            p = replace(self.portrait, blur=self.portrait.blur + blur,
-                        exposure=self.portrait.exposure * gain)
             img = render_portrait(width, height, p)
             data = encode_jpeg(img) if pixfmt == v4l2.V4L2_PIX_FMT_MJPEG else encode_yuyv(img)
             with self._lock:

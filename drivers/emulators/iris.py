@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from drivers.emulators import assets
 from drivers.iris.base import IRIS_HEIGHT, IRIS_WIDTH, Eye, EyeSelection, IrisImage, eyes_of
 from drivers.iris.sdk import SdkCapture, SdkDeviceInfo, SdkStatus
 
@@ -136,11 +137,19 @@ class EmulatedIrisSdk:
             return SdkCapture(SdkStatus.NO_EYE)
         if not self.scene.eye_open:
             return SdkCapture(SdkStatus.EYES_CLOSED)
-        images = tuple(
-            IrisImage(eye, IRIS_WIDTH, IRIS_HEIGHT, render_iris(self.scene, eye).tobytes(), self.sdk_quality)
-            for eye in eyes_of(eyes)
-        )
+        try:
+            images = tuple(
+                IrisImage(eye, IRIS_WIDTH, IRIS_HEIGHT, self._pixels(eye), self.sdk_quality)
+                for eye in eyes_of(eyes)
+            )
+        except assets.AssetError as exc:
+            return SdkCapture(SdkStatus.DEVICE_ERROR, code=f"asset: {exc}")
         return SdkCapture(SdkStatus.OK, images)
+
+    def _pixels(self, eye: Eye) -> bytes:
+        if assets.asset_dir() is not None:
+            return assets.replay("iris", {"scene": asdict(self.scene), "eye": eye})[0]
+        return render_iris(self.scene, eye).tobytes()
 
     def present(self) -> bool:
         """Attached unless disconnected."""

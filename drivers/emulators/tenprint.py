@@ -25,8 +25,11 @@ from __future__ import annotations
 import threading
 import zlib
 from collections import deque
+from dataclasses import asdict
+from typing import Any
 
-from drivers.emulators.fingerprint_synth import PRESETS, synth_finger, synth_slap
+from drivers.emulators import assets
+from drivers.emulators.fingerprint_synth import PRESETS, PlacedFinger, synth_finger, synth_slap
 from drivers.errors import DeviceFaultError, DeviceMissingError
 from drivers.fingerprint.base import FingerQualityError, Slap
 from drivers.fingerprint.tenprint import BackendInfo, Poll, RawCapture, Segment
@@ -200,30 +203,43 @@ class EmulatedTenPrintBackend:
         seed = self._hw.person_seed
         if code <= 10:
             size = (512, 448) if rolled else (352, 448)
-            pixels = synth_finger(
-                seed,
-                code,
-                width=size[0],
-                height=size[1],
-                conditions=conditions,
-                capture_seed=number,
-                rolled=rolled,
-            ).tobytes()
+            if assets.asset_dir() is not None:
+                pixels = self._replay("finger", {
+                    "person_seed": seed, "position": code, "width": size[0], "height": size[1],
+                    "conditions": asdict(conditions), "capture_seed": number, "rolled": rolled})[0]
+            else:
+                pixels = synth_finger(
+                    seed,
+                    code,
+                    width=size[0],
+                    height=size[1],
+                    conditions=conditions,
+                    capture_seed=number,
+                    rolled=rolled,
+                ).tobytes()
             if scenario == "corrupt":
                 pixels = pixels[:-7]
             return RawCapture(width=size[0], height=size[1], ppi=self._hw.ppi, pixels=pixels)
         slap = Slap(code)
         positions = tuple(int(f) for f in slap.fingers)
         # The emulator's platen is for four fingers; thumbs use the same glass.
-        image, placed = synth_slap(
-            seed,
-            positions,
-            platen=self._hw.platen,
-            conditions={p: conditions for p in positions},
-            capture_seed=number,
-            skip=missing,
-        )
-        pixels = image.tobytes()
+        if assets.asset_dir() is not None:
+            pixels, meta = self._replay("slap", {
+                "person_seed": seed, "positions": list(positions), "platen": list(self._hw.platen),
+                "conditions": asdict(conditions), "capture_seed": number, "skip": sorted(missing)})
+            placed = [PlacedFinger(int(p), (int(left), int(top), int(right), int(bottom)))
+                      for p, left, top, right, bottom in meta["placed"]]
+        else:
+            image, placed = synth_slap(
+                seed,
+                positions,
+                platen=self._hw.platen,
+                conditions={p: conditions for p in positions},
+                capture_seed=number,
+                skip=missing,
+            )
+            pixels = image.tobytes()
+            del image
         if scenario == "corrupt":
             pixels = pixels[:-7]
         truth = tuple(Segment(p.position, p.bbox) for p in placed)
@@ -235,6 +251,13 @@ class EmulatedTenPrintBackend:
             pixels=pixels,
             segments=truth if self._hw.sdk_segments else (),
         )
+
+    @staticmethod
+    def _replay(kind: str, params: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+        try:
+            return assets.replay(kind, params)
+        except assets.AssetError as exc:
+            raise DeviceFaultError(f"emulated ten-print scanner: {exc}", code="asset") from exc
 
     def abort(self) -> None:
         """Disarm."""
