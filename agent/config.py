@@ -20,7 +20,7 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -485,15 +485,30 @@ _NAMED_TABLES: dict[str, type] = {"devices": DeviceConfig}
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
     """The config file to read: ``--config``, else ``REKAM_CONFIG``, else the default."""
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get("REKAM_CONFIG")
-    return Path(env) if env else DEFAULT_CONFIG_PATH
+    return choose_config_path(explicit, "REKAM_CONFIG", DEFAULT_CONFIG_PATH)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate one TOML file; raise :class:`ConfigError` naming file and key."""
     p = Path(path)
+    return parse_config(read_toml_file(p), source=p)
+
+
+# Shared with the head-office receiver's configuration (agent/headoffice/config.py), so both
+# files are found, read and checked by one set of rules.
+
+
+def choose_config_path(explicit: str | os.PathLike[str] | None, env_var: str,
+                       default: Path) -> Path:
+    """``explicit`` when given, else the path in environment variable ``env_var``, else default."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(env_var)
+    return Path(env) if env else default
+
+
+def read_toml_file(p: Path) -> dict[str, Any]:
+    """Read one UTF-8 TOML file; every failure is a one-line :class:`ConfigError` naming it."""
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
@@ -509,11 +524,10 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start})") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         # tomllib puts "(at line L, column C)" in its message; keep it.
         raise ConfigError(f"{p}: invalid TOML: {exc}") from None
-    return parse_config(data, source=p)
 
 
 def parse_config(data: Mapping[str, Any], *, source: Path | None = None) -> Config:
@@ -521,33 +535,47 @@ def parse_config(data: Mapping[str, Any], *, source: Path | None = None) -> Conf
     where = str(source) if source else "<config>"
     kwargs: dict[str, Any] = {}
     fields = {f.name: f for f in dataclasses.fields(Config) if f.name != "source"}
-    for name, value in data.items():
-        if name not in fields:
-            raise ConfigError(
-                f"{where}: [{name}]: unknown section (known: {', '.join(sorted(fields))})"
-            )
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: {name}: expected a table [{name}], got {_show(value)}")
+    for name, value in checked_sections(data, fields, where):
         if name in _NAMED_TABLES:
             kwargs[name] = types.MappingProxyType(
                 {
-                    sub: _build(_NAMED_TABLES[name], _table(where, f"{name}.{sub}", body), where, f"{name}.{sub}")
+                    sub: build_section(_NAMED_TABLES[name], require_table(where, f"{name}.{sub}", body), where, f"{name}.{sub}")
                     for sub, body in value.items()
                 }
             )
         else:
             section_type = typing.get_type_hints(Config)[name]
-            kwargs[name] = _build(section_type, value, where, name)
+            kwargs[name] = build_section(section_type, value, where, name)
     return Config(**kwargs, source=source)
 
 
-def _table(where: str, section: str, value: Any) -> dict[str, Any]:
+def checked_sections(data: Mapping[str, Any], known: Iterable[str],
+                     where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each (section name, table) of a document; ConfigError on an unknown name or a non-table."""
+    names = set(known)
+    for name, value in data.items():
+        if name not in names:
+            raise ConfigError(
+                f"{where}: [{name}]: unknown section (known: {', '.join(sorted(names))})"
+            )
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {name}: expected a table [{name}], got {show_value(value)}")
+        yield name, value
+
+
+def require_table(where: str, section: str, value: Any) -> dict[str, Any]:
+    """``value`` if it is a TOML table, else ConfigError naming ``[section]`` in ``where``."""
     if not isinstance(value, dict):
-        raise ConfigError(f"{where}: [{section}]: expected a table, got {_show(value)}")
+        raise ConfigError(f"{where}: [{section}]: expected a table, got {show_value(value)}")
     return value
 
 
-def _build(cls: type, table: Mapping[str, Any], where: str, section: str) -> Any:
+def build_section(cls: type, table: Mapping[str, Any], where: str, section: str) -> Any:
+    """Check one TOML table against a dataclass declared with :func:`key` and build it.
+
+    Unknown keys, missing required keys and values of the wrong type or range raise
+    :class:`ConfigError` with ``where``, ``[section]`` and the key in the message.
+    """
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
@@ -576,38 +604,38 @@ def _check(hint: Any, meta: Mapping[str, Any], value: Any, label: str) -> Any:
         return _check(inner, meta, value, label)
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{label}: expected true or false, got {_show(value)}")
+            raise ConfigError(f"{label}: expected true or false, got {show_value(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{label}: expected {_int_range(meta)}, got {_show(value)}")
+            raise ConfigError(f"{label}: expected {_int_range(meta)}, got {show_value(value)}")
         _range(meta, value, label, _int_range(meta))
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{label}: expected {_float_range(meta)}, got {_show(value)}")
+            raise ConfigError(f"{label}: expected {_float_range(meta)}, got {show_value(value)}")
         _range(meta, float(value), label, _float_range(meta))
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{label}: expected a string, got {_show(value)}")
+            raise ConfigError(f"{label}: expected a string, got {show_value(value)}")
         choices = meta.get("choices")
         if choices and value not in choices:
-            raise ConfigError(f"{label}: expected one of {', '.join(choices)}, got {_show(value)}")
+            raise ConfigError(f"{label}: expected one of {', '.join(choices)}, got {show_value(value)}")
         pattern = meta.get("pattern")
         if pattern and not re.fullmatch(pattern, value):
-            raise ConfigError(f"{label}: expected a value matching {pattern}, got {_show(value)}")
+            raise ConfigError(f"{label}: expected a value matching {pattern}, got {show_value(value)}")
         return value
     if hint is Path:
         if not isinstance(value, str) or not value or "\x00" in value:
-            raise ConfigError(f"{label}: expected a file path string, got {_show(value)}")
+            raise ConfigError(f"{label}: expected a file path string, got {show_value(value)}")
         return Path(value)
     if origin is Mapping:
         if not isinstance(value, dict):
-            raise ConfigError(f"{label}: expected a table, got {_show(value)}")
+            raise ConfigError(f"{label}: expected a table, got {show_value(value)}")
         for k, v in value.items():
             if isinstance(v, (dict, list)):
-                raise ConfigError(f"{label}.{k}: expected a string, number or boolean, got {_show(v)}")
+                raise ConfigError(f"{label}.{k}: expected a string, number or boolean, got {show_value(v)}")
         return types.MappingProxyType(dict(value))
     raise ConfigError(f"{label}: unsupported type {hint!r}")  # a bug in this module, not in the file
 
@@ -636,7 +664,8 @@ def _float_range(meta: Mapping[str, Any]) -> str:
     return "a number"
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A short, safe rendering of a TOML value for an error message (long strings cut)."""
     if isinstance(value, str):
         return '"' + value[:60] + ('..."' if len(value) > 60 else '"')
     if isinstance(value, dict):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
@@ -33,7 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.config import ConfigError, _build, _show, _table, key
+from agent.config import (
+    ConfigError,
+    build_section,
+    checked_sections,
+    choose_config_path,
+    key,
+    read_toml_file,
+    require_table,
+)
 
 DEFAULT_HEADOFFICE_CONFIG = Path("/etc/rekam/headoffice.toml")
 STATION_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
@@ -126,28 +133,13 @@ class HeadOfficeConfig:
 
 def headoffice_config_path(explicit: str | os.PathLike[str] | None) -> Path:
     """``--config``, else ``$REKAM_HEADOFFICE_CONFIG``, else the default path."""
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get("REKAM_HEADOFFICE_CONFIG")
-    return Path(env) if env else DEFAULT_HEADOFFICE_CONFIG
+    return choose_config_path(explicit, "REKAM_HEADOFFICE_CONFIG", DEFAULT_HEADOFFICE_CONFIG)
 
 
 def load_headoffice_config(path: str | os.PathLike[str]) -> HeadOfficeConfig:
     """Read and validate one head-office TOML file; raise ConfigError naming file and key."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config file: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
-    return parse_headoffice_config(data, source=p)
+    return parse_headoffice_config(read_toml_file(p), source=p)
 
 
 def parse_headoffice_config(data: Mapping[str, Any], *, source: Path | None = None
@@ -159,23 +151,18 @@ def parse_headoffice_config(data: Mapping[str, Any], *, source: Path | None = No
     fields = {f.name for f in dataclasses.fields(HeadOfficeConfig) if f.name != "source"}
     hints = typing.get_type_hints(HeadOfficeConfig)
     kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        if name not in fields:
-            raise ConfigError(
-                f"{where}: [{name}]: unknown section (known: {', '.join(sorted(fields))})"
-            )
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: {name}: expected a table [{name}], got {_show(value)}")
+    for name, value in checked_sections(data, fields, where):
         if name == "stations":
             stations = {}
             for sid, body in value.items():
                 if not re.fullmatch(STATION_ID_PATTERN, sid):
                     raise ConfigError(f"{where}: [stations.{sid}]: not a valid station id")
-                stations[sid] = _build(RegisteredStation, _table(where, f"stations.{sid}", body),
-                                       where, f"stations.{sid}")
+                section = f"stations.{sid}"
+                stations[sid] = build_section(RegisteredStation,
+                                              require_table(where, section, body), where, section)
             kwargs[name] = types.MappingProxyType(stations)
         else:
-            kwargs[name] = _build(hints[name], value, where, name)
+            kwargs[name] = build_section(hints[name], value, where, name)
     cfg = HeadOfficeConfig(**kwargs, source=source)
     if cfg.storage.backend == "postgresql" and cfg.storage.dsn_file is None:
         raise ConfigError(f"{where}: [storage] dsn_file: required when backend = \"postgresql\"")
