@@ -7,6 +7,8 @@ Station side, in ``<state_dir>/keys/`` (directory 0700)::
     headoffice_x25519.pub     packets are encrypted to this key; the station cannot decrypt them
     headoffice_ed25519.pub    verifies acks, print orders and commands (agent.envelope)
     headoffice_bundle.json    the bundle these two came from, kept for audit and rotation
+    print_orders.key          32 random bytes, mode 0600: encrypts pending print orders at rest,
+                              used only when no systemd credential ``rekam-order-key`` is given
 
 Head-office side (demo and tests; production keeps these in an HSM), in any directory::
 
@@ -38,7 +40,7 @@ import hashlib
 import logging
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,9 @@ HO_SIG_KEY = "headoffice_ed25519.key"
 BUNDLE = "headoffice_bundle.json"
 BUNDLE_TYPE = "rekam-headoffice-keys"
 BUNDLE_ENDORSE_DOMAIN = b"rekam-keybundle-v1\0"
+ORDER_KEY = "print_orders.key"
+ORDER_KEY_CREDENTIAL = "rekam-order-key"
+ORDER_KEY_BYTES = 32
 
 PublicKey = Ed25519PublicKey | X25519PublicKey
 
@@ -211,6 +216,52 @@ def load_station_public_key(kdir: Path) -> Ed25519PublicKey:
             raise KeyStoreError(f"{kdir / STATION_PUB}: not an Ed25519 key")
         return key
     return load_station_signing_key(kdir).public_key()
+
+
+# --------------------------------------------------------------------------- print-order key
+
+
+@dataclass(frozen=True)
+class OrderKey:
+    """The symmetric key that encrypts pending print orders at rest (docs/security.md)."""
+
+    key: bytes = field(repr=False)
+    source: str  # "credential" (systemd, TPM-sealed where there is one) or "file"
+
+    @property
+    def kid(self) -> str:
+        """16 hex digits naming the key (a hash of it, not the key): tells a wrong key from tampering."""
+        return hashlib.sha256(b"rekam-order-key-id\0" + self.key).hexdigest()[:16]
+
+
+def _order_key_bytes(data: bytes, where: Path) -> bytes:
+    if len(data) != ORDER_KEY_BYTES:
+        raise KeyStoreError(f"{where}: print-order key must be {ORDER_KEY_BYTES} bytes, "
+                            f"found {len(data)}")
+    return data
+
+
+def load_or_create_order_key(kdir: Path, *, credentials_dir: str | None = None) -> OrderKey:
+    """The print-order key: the systemd credential if given, else ``kdir/print_orders.key``.
+
+    The key file is created (0600) on first use and never overwritten. ``credentials_dir``
+    defaults to ``$CREDENTIALS_DIRECTORY`` (set by systemd for ``LoadCredentialEncrypted=``).
+    """
+    cred_dir = credentials_dir if credentials_dir is not None else os.environ.get("CREDENTIALS_DIRECTORY")
+    if cred_dir:
+        cred = Path(cred_dir) / ORDER_KEY_CREDENTIAL
+        if cred.exists():
+            # systemd makes the credential readable by the service only; no mode check to fail on.
+            return OrderKey(_order_key_bytes(_read(cred, private=False), cred), "credential")
+    path = kdir / ORDER_KEY
+    if not path.exists():
+        kdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            _write_new(path, os.urandom(ORDER_KEY_BYTES), 0o600)
+            log.info("print-order key created in %s", kdir)
+        except KeyExistsError:
+            pass  # another process created it between the check and the link: use that one
+    return OrderKey(_order_key_bytes(_read(path, private=True), path), "file")
 
 
 # --------------------------------------------------------------------------- head office

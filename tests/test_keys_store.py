@@ -202,3 +202,59 @@ def test_key_status_for_diagnostics(tmp_path: Path) -> None:
     os.chmod(tmp_path / keys.STATION_KEY, 0o640)
     st = keys.key_status(tmp_path)
     assert not st.ok and "chmod 600" in st.problems[0]
+
+
+# --------------------------------------------------------------------------- print-order key
+
+
+def test_order_key_is_created_0600_once_and_never_overwritten(tmp_path: Path) -> None:
+    kdir = tmp_path / "keys"
+    first = keys.load_or_create_order_key(kdir, credentials_dir="")
+    path = kdir / keys.ORDER_KEY
+    assert first.source == "file" and len(first.key) == 32
+    assert mode(path) == 0o600 and mode(kdir) == 0o700
+    again = keys.load_or_create_order_key(kdir, credentials_dir="")
+    assert again.key == first.key and again.kid == first.kid
+    assert first.key.hex() not in repr(first)  # the key never shows in logs or tracebacks
+    # A file already there (a restored backup) is used as it is, never replaced.
+    other = tmp_path / "other"
+    other.mkdir(mode=0o700)
+    (other / keys.ORDER_KEY).write_bytes(b"k" * 32)
+    os.chmod(other / keys.ORDER_KEY, 0o600)
+    assert keys.load_or_create_order_key(other, credentials_dir="").key == b"k" * 32
+    assert (other / keys.ORDER_KEY).read_bytes() == b"k" * 32
+
+
+def test_order_key_bad_files_are_refused_with_the_fix(tmp_path: Path) -> None:
+    kdir = tmp_path / "keys"
+    keys.load_or_create_order_key(kdir, credentials_dir="")
+    path = kdir / keys.ORDER_KEY
+    before = path.read_bytes()
+    path.chmod(0o640)
+    with pytest.raises(keys.KeyPermissionError, match="chmod 600"):
+        keys.load_or_create_order_key(kdir, credentials_dir="")
+    assert path.read_bytes() == before  # refused, not replaced
+    path.chmod(0o600)
+    path.write_bytes(b"x" * 31)
+    with pytest.raises(keys.KeyStoreError, match="32 bytes"):
+        keys.load_or_create_order_key(kdir, credentials_dir="")
+    assert path.read_bytes() == b"x" * 31
+
+
+def test_order_key_systemd_credential_comes_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kdir = tmp_path / "keys"
+    file_key = keys.load_or_create_order_key(kdir, credentials_dir="")
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / keys.ORDER_KEY_CREDENTIAL).write_bytes(b"c" * 32)
+    got = keys.load_or_create_order_key(kdir, credentials_dir=str(creds))
+    assert got.source == "credential" and got.key == b"c" * 32 and got.kid != file_key.kid
+    # As the daemon sees it under systemd: $CREDENTIALS_DIRECTORY.
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    assert keys.load_or_create_order_key(kdir).source == "credential"
+    # A credential directory without this credential: the key file.
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "empty"))
+    assert keys.load_or_create_order_key(kdir).key == file_key.key
+    (creds / keys.ORDER_KEY_CREDENTIAL).write_bytes(b"c" * 16)
+    with pytest.raises(keys.KeyStoreError, match="32 bytes"):
+        keys.load_or_create_order_key(kdir, credentials_dir=str(creds))

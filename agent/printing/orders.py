@@ -14,27 +14,40 @@ Every check that can refuse an order runs here, before anything is journaled: en
 (signature, key, station, expiry, replay, size), the order's shape, the card's fields, and
 the images. Refusals raise :class:`OrderRejectedError` with a short ``reason`` code that
 goes back to head office on ``print/result``; none carries card data.
+
+At rest (the print queue) an order is kept only sealed: :func:`seal_order` encrypts its JSON
+form with ChaCha20-Poly1305 under the station's print-order key, a random 96-bit nonce per
+row, and associated data naming the station and the order, so a row copied onto another order
+or another station does not open. Text form: ``rk-order-v1:<key id>:<base64(nonce||ct)>``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from agent import envelope
+from agent.keys import OrderKey
 from agent.printing.render import CardData, CardLayoutError, image_from_bytes, render_card
 
 ORDER_TYPE = "print_order"
 ORDER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 CARD_FIELDS = tuple(f.name for f in fields(CardData) if f.name not in ("photo", "signature"))
 MAX_FIELD_CHARS = 200
+SEALED_PREFIX = "rk-order-v1:"
+_NONCE_BYTES = 12
+_AAD_DOMAIN = "rekam-print-order-v1"
 
 # EnvelopeError subclass -> reason code sent back to head office.
 _ENVELOPE_REASONS: dict[type[envelope.EnvelopeError], str] = {
@@ -102,6 +115,64 @@ class PrintOrder:
             print_before=data.get("print_before"),
             packet_id=data.get("packet_id"),
         )
+
+
+class SealedOrderError(Exception):
+    """A sealed order that does not open: wrong key, tampered, moved to another row, or garbled."""
+
+
+def _aad(station_id: str, order_id: str) -> bytes:
+    # JSON, not concatenation: no choice of ids can make two different rows share associated data.
+    return json.dumps([_AAD_DOMAIN, station_id, order_id]).encode("utf-8")
+
+
+def is_sealed(text: str) -> bool:
+    """True for a queue row written by :func:`seal_order`."""
+    return text.startswith(SEALED_PREFIX)
+
+
+def seal_order(order: PrintOrder, key: OrderKey, *, station_id: str) -> str:
+    """The order's JSON form encrypted for the queue row of (``station_id``, ``order.order_id``)."""
+    return seal_json(json.dumps(order.to_json()), key, station_id=station_id, order_id=order.order_id)
+
+
+def seal_json(plain: str, key: OrderKey, *, station_id: str, order_id: str) -> str:
+    """Encrypt an order's JSON text for one queue row (also used to migrate old plaintext rows)."""
+    nonce = os.urandom(_NONCE_BYTES)
+    ct = ChaCha20Poly1305(key.key).encrypt(nonce, plain.encode("utf-8"), _aad(station_id, order_id))
+    return f"{SEALED_PREFIX}{key.kid}:{base64.b64encode(nonce + ct).decode('ascii')}"
+
+
+def open_order(text: str, key: OrderKey, *, station_id: str, order_id: str) -> PrintOrder:
+    """Decrypt a queue row in memory; :class:`SealedOrderError` says why it cannot be opened."""
+    if not is_sealed(text):
+        raise SealedOrderError("the stored order is not sealed (written outside the print queue)")
+    kid, sep, blob = text[len(SEALED_PREFIX):].partition(":")
+    if not sep:
+        raise SealedOrderError("the stored order is garbled (no key id)")
+    if kid != key.kid:
+        raise SealedOrderError(f"the stored order was sealed under key {kid}, "
+                               f"this station's print-order key is {key.kid} (wrong key)")
+    try:
+        raw = base64.b64decode(blob.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise SealedOrderError("the stored order is garbled (not base64)") from None
+    if len(raw) < _NONCE_BYTES + 16:
+        raise SealedOrderError("the stored order is garbled (too short)")
+    try:
+        plain = ChaCha20Poly1305(key.key).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:],
+                                                  _aad(station_id, order_id))
+    except InvalidTag:
+        raise SealedOrderError("the stored order fails authentication "
+                               "(tampered, or moved from another order or station)") from None
+    try:
+        data = json.loads(plain)
+        order = PrintOrder.from_json(data)
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise SealedOrderError("the stored order opens but is not an order") from None
+    if order.order_id != order_id:
+        raise SealedOrderError("the stored order belongs to another order id")
+    return order
 
 
 def order_topic(station_id: str) -> str:

@@ -20,20 +20,38 @@ States of a job (table ``print_jobs``)::
   ``print_before``). Jobs print in arrival order.
 * Results for head office (``print/result``) sit in ``print_results`` until the uplink marks
   them sent. Card data (NIK, name, photo) is deleted from the job once it is final.
+* Card data is never stored in the clear: ``order_json`` holds the order sealed with
+  ChaCha20-Poly1305 (:func:`agent.printing.orders.seal_order`) under the print-order key
+  (:func:`agent.keys.load_or_create_order_key`), opened only in memory to print. A row that
+  does not open (wrong key, tampered) fails its job with a ``print_order_unreadable`` event.
+  Rows written in the clear by older versions are sealed at start-up (``recover``), then the
+  WAL is checkpointed and truncated so the old pages leave the disk (``secure_delete`` zeroes
+  the freed pages inside the database).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from agent.faults import crash_point
-from agent.printing.orders import OrderRejectedError, PrintOrder
+from agent.keys import KeyStoreError, OrderKey, keys_dir, load_or_create_order_key
+from agent.printing.orders import (
+    OrderRejectedError,
+    PrintOrder,
+    SealedOrderError,
+    is_sealed,
+    open_order,
+    seal_json,
+    seal_order,
+)
 from agent.printing.render import CardLayoutError, render_card, to_panels
 from agent.printing.stock import JournalLike, StockLedger, iso, utc_now
 from drivers.errors import DeviceError
@@ -112,21 +130,28 @@ class PrintQueue:
 
     def __init__(self, journal: JournalLike, ledger: StockLedger, *, station_id: str,
                  max_attempts: int = 3, clock: Callable[[], datetime] = utc_now,
-                 recover: bool = True) -> None:
+                 recover: bool = True, order_key: Callable[[], OrderKey] | None = None) -> None:
         self._j = journal
         self._ledger = ledger
         self._station = station_id
         self._max_attempts = max_attempts
         self._clock = clock
+        # Loaded at first use: command-line tools (confirm, list) never need it and must not
+        # create a key file as another user than the daemon's.
+        self._key_source = order_key or self._default_key
+        self._key: OrderKey | None = None
         journal.register_schema("printing_queue", SCHEMA)
         if recover:
             self.recover()
+            self.seal_plaintext_rows()
 
     # -- receiving -----------------------------------------------------------------------
 
     def receive(self, order: PrintOrder) -> JobView:
         """Journal a verified order; the same order id again changes nothing."""
         now = iso(self._clock())
+        # Sealed before the transaction: a key problem raises before anything is written.
+        sealed = seal_order(order, self.order_key(), station_id=self._station)
         with self._j.transaction() as db:
             existing = self._get(db, order.order_id)
             if existing is None:
@@ -134,7 +159,7 @@ class PrintQueue:
                     "order_id": order.order_id, "message_id": order.message_id, "state": "received",
                     "reason": None, "attempts": 0, "spoiled": 0, "received_at": now,
                     "print_before": order.print_before, "updated_at": now,
-                    "order_json": json.dumps(order.to_json()), "packet_id": order.packet_id,
+                    "order_json": sealed, "packet_id": order.packet_id,
                 })
         if existing is not None:
             log.info("print order %s received again; state %s", order.order_id, existing.state)
@@ -173,7 +198,15 @@ class PrintQueue:
                 self._result(view)
                 return view
             return self.job(order_id)
-        order = PrintOrder.from_json(json.loads(job["order_json"]))
+        try:
+            order = open_order(job["order_json"], self.order_key(), station_id=self._station,
+                               order_id=order_id)
+        except KeyStoreError as exc:
+            # The key file is unusable (mode, size): fixable by a technician, so the job waits.
+            log.error("print order %s waits: the print-order key cannot be loaded: %s", order_id, exc)
+            return self.job(order_id)
+        except SealedOrderError as exc:
+            return self._unreadable(order_id, str(exc))
         try:
             panels = to_panels(render_card(order.card_data()))
         except CardLayoutError as exc:
@@ -192,6 +225,75 @@ class PrintQueue:
         self._read_ribbon(printer)
         self._ledger.check_alerts(self.queued_count())
         return view
+
+    def _unreadable(self, order_id: str, why: str) -> JobView:
+        # The card cannot be printed from this row; head office learns it from the failed
+        # result and re-issues the order. The rest of the queue goes on.
+        log.error("print order %s cannot be opened: %s", order_id, why)
+        self._j.add_event("print_order_unreadable", {"order_id": order_id, "reason": why})
+        return self._finish(order_id, "failed", f"stored order unreadable: {why}")
+
+    # -- the key and sealing old rows --------------------------------------------------------
+
+    def order_key(self) -> OrderKey:
+        """The print-order key (loaded, or created on first use, once)."""
+        if self._key is None:
+            self._key = self._key_source()
+            log.info("print orders sealed with key %s (%s)", self._key.kid, self._key.source)
+        return self._key
+
+    def _default_key(self) -> OrderKey:
+        path = getattr(self._j, "path", None)
+        if path is None:
+            raise KeyStoreError("no print-order key given and the journal has no state directory")
+        return load_or_create_order_key(keys_dir(Path(path).parent))
+
+    def seal_plaintext_rows(self) -> int:
+        """Seal rows an older version stored in the clear, then push the old pages off the disk."""
+        with self._j.transaction() as db:
+            rows = db.execute("SELECT order_id, order_json FROM print_jobs "
+                              "WHERE order_json != '{}' AND order_json NOT LIKE 'rk-order-v1:%'").fetchall()
+        if not rows:
+            return 0
+        try:
+            key = self.order_key()
+        except KeyStoreError as exc:
+            log.error("%d print orders stored in the clear cannot be sealed: %s", len(rows), exc)
+            return 0
+        sealed = 0
+        with self._j.transaction() as db:
+            for order_id, text in rows:
+                if is_sealed(text):
+                    continue
+                # secure_delete (set by the journal on its connection) zeroes the freed cells
+                # and overflow pages the old text occupied.
+                db.execute("UPDATE print_jobs SET order_json = ? WHERE order_id = ?",
+                           [seal_json(text, key, station_id=self._station, order_id=order_id), order_id])
+                sealed += 1
+        self._truncate_wal()
+        log.warning("sealed %d print orders that an older version stored in the clear", sealed)
+        self._j.add_event("print_orders_sealed", {"count": sealed})
+        return sealed
+
+    def _truncate_wal(self) -> None:
+        # The WAL still holds the frames with the old text until a checkpoint copies the new
+        # pages into the database and the file is cut to zero. A second connection may run the
+        # checkpoint; it waits for the writer (busy timeout) and never sees uncommitted data.
+        path = getattr(self._j, "path", None)
+        if path is None:
+            return
+        try:
+            conn = sqlite3.connect(path, timeout=10.0)
+            try:
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            log.warning("journal checkpoint after sealing print orders failed: %s", exc)
+            return
+        if busy:
+            log.warning("journal checkpoint after sealing print orders was blocked by a reader; "
+                        "the old pages leave the WAL at the next checkpoint")
 
     def _after_fault(self, order_id: str, exc: DeviceError, consumed: bool | None) -> JobView:
         reason = f"{type(exc).__name__}: {exc}"

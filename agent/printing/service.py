@@ -10,7 +10,9 @@ Wiring (for the daemon and the uplink):
 * the uplink publishes :meth:`pending_results` on ``print/result`` (QoS 1) and calls
   :meth:`mark_result_sent` on PUBACK; ``low_stock``, ``print_waiting_stock``,
   ``print_uncertain`` and ``printer_fault`` go out as journal events;
-* telemetry adds :meth:`telemetry`.
+* telemetry adds :meth:`telemetry`;
+* ``order_key`` loads the print-order key (default: the systemd credential ``rekam-order-key``,
+  else ``<state_dir>/keys/print_orders.key``, see :func:`agent.keys.load_or_create_order_key`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.envelope import ReplayGuard
+from agent.keys import OrderKey
 from agent.printing.orders import OrderRejectedError, order_from_body, order_topic, parse_order
 from agent.printing.queue import JobView, PrinterLike, PrintQueue
 from agent.printing.stock import JournalLike, StockLedger, utc_now
@@ -38,7 +41,8 @@ class PrintService:
                  headoffice_keys: Callable[[], Mapping[str, Ed25519PublicKey]],
                  order_max_bytes: int = 512 * 1024, max_attempts: int = 3,
                  low_stock_days: float = 5.0, forecast_window_days: int = 14,
-                 clock: Callable[[], datetime] = utc_now, recover: bool = True) -> None:
+                 clock: Callable[[], datetime] = utc_now, recover: bool = True,
+                 order_key: Callable[[], OrderKey] | None = None) -> None:
         self._station = station_id
         self._keys = headoffice_keys  # a callable: key rotation must take effect without restart
         self._max_bytes = order_max_bytes
@@ -47,7 +51,8 @@ class PrintService:
         self.ledger = StockLedger(journal, window_days=forecast_window_days, low_days=low_stock_days,
                                   clock=clock)
         self.queue = PrintQueue(journal, self.ledger, station_id=station_id,
-                                max_attempts=max_attempts, clock=clock, recover=recover)
+                                max_attempts=max_attempts, clock=clock, recover=recover,
+                                order_key=order_key)
         self.wake = threading.Event()
 
     @property
