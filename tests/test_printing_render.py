@@ -12,6 +12,7 @@ from PIL import Image
 
 from agent.printing.render import (
     CardLayoutError,
+    RenderedCard,
     fit_text,
     image_from_bytes,
     render_card,
@@ -137,3 +138,28 @@ def test_image_decoding_refuses_bad_input() -> None:
     Image.new("P", (4, 4)).save(gif, format="GIF")
     with pytest.raises(CardLayoutError):
         image_from_bytes(gif.getvalue(), field_name="signature")
+
+
+@pytest.mark.parametrize("levels", [32, 64, 128])
+def test_panels_equal_the_plain_formula_and_leave_the_layers_alone(levels: int) -> None:
+    # to_panels works in Pillow for speed; this is the definition it must match bit for bit:
+    # ink = round((255 - v) * (levels - 1) / 255), zero under text, turned 90 degrees.
+    rng = np.random.default_rng(levels)
+    rgb = rng.integers(0, 256, (648, 1016, 3), dtype=np.uint8)
+    ink = rng.integers(0, 2, (648, 1016), dtype=np.uint8)
+    card = RenderedCard(Image.fromarray(rgb, "RGB"), Image.fromarray(ink * 255).convert("1"))
+    panels = to_panels(card, levels=levels)
+    want = ((255 - rgb.astype(np.int32)) * (levels - 1) + 127) // 255
+    want[ink.astype(bool)] = 0
+    for arr, channel in ((panels.c, 0), (panels.m, 1), (panels.y, 2)):
+        assert arr.flags.c_contiguous and arr.flags.writeable
+        assert np.array_equal(arr, np.rot90(want[:, :, channel], 1))
+    assert np.array_equal(panels.k, np.rot90(ink, 1))
+    assert np.array_equal(np.asarray(card.colour), rgb)  # the knock-out did not paint the layer
+    assert np.array_equal(np.asarray(card.text, dtype=np.uint8), ink)
+
+
+def test_panels_of_a_wrong_size_card_are_refused() -> None:
+    card = RenderedCard(Image.new("RGB", (1000, 600), "white"), Image.new("1", (1000, 600), 0))
+    with pytest.raises(ev.EncodeError, match="card raster"):
+        to_panels(card)

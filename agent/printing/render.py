@@ -121,6 +121,12 @@ def _width(text: str, f: ImageFont.FreeTypeFont) -> float:
 
 def _wrap(words: list[str], f: ImageFont.FreeTypeFont, width: int, max_lines: int) -> list[str] | None:
     """Greedy word wrap into at most ``max_lines``; None if it does not fit."""
+    # Most values fit on one line at the first size tried; then the greedy loop below would
+    # measure every prefix only to return the whole text (text width was 13% of rendering).
+    # A prefix is never wider than the whole line, so one measurement decides.
+    whole = " ".join(words)
+    if _width(whole, f) <= width:
+        return [whole]
     lines: list[str] = []
     current = ""
     for word in words:
@@ -305,10 +311,34 @@ def _ink_table(levels: int) -> npt.NDArray[np.uint8]:
     return table
 
 
+@lru_cache(maxsize=4)
+def _ink_lut(levels: int) -> list[int]:
+    # The same table for each of R, G and B, in the form Image.point takes.
+    return [int(v) for v in _ink_table(levels)] * 3
+
+
 def to_panels(card: RenderedCard, *, levels: int = COLOUR_LEVELS) -> CardPanels:
     """Convert the layers to Y/M/C ink (knocked out under black text), K and a full O."""
     if levels not in (32, 64, 128):
         raise ValueError(f"colour levels must be 32, 64 or 128, got {levels}")
+    if ((card.colour.mode, card.text.mode) != ("RGB", "1")
+            or card.colour.size != (WIDTH, HEIGHT) or card.text.size != (WIDTH, HEIGHT)):
+        return _to_panels_numpy(card, levels)  # its checks raise the usual errors
+    # The same arithmetic as _to_panels_numpy in Pillow's C loops (the profile had the numpy
+    # version at 45% of render + panels: a fancy-indexed table look-up, a boolean-mask write and
+    # three strided rotations). White maps to ink 0 through the table, so painting white under
+    # the text before the look-up is the knock-out; Pillow's ROTATE_90 is np.rot90(a, 1).
+    colour = card.colour.copy()
+    colour.paste((255, 255, 255), mask=card.text)
+    ink = colour.point(_ink_lut(levels)).transpose(Image.Transpose.ROTATE_90)
+    c, m, y = (np.array(band, dtype=np.uint8) for band in ink.split())
+    k = np.array(card.text.transpose(Image.Transpose.ROTATE_90), dtype=np.uint8)
+    return CardPanels(y=y, m=m, c=c, k=k,
+                      o=np.ones((ev.PANEL_LINES, ev.LINE_DOTS), dtype=np.uint8), levels=levels)
+
+
+def _to_panels_numpy(card: RenderedCard, levels: int) -> CardPanels:
+    """to_panels in numpy, for layers other than a card-sized RGB colour and mode "1" text."""
     rgb = np.asarray(card.colour, dtype=np.uint8)
     k = np.asarray(card.text, dtype=np.uint8)  # 1 = ink
     # ink = (255 - channel) scaled to 0..levels-1 and rounded, through a 256-entry table.
