@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import io
+import mmap
 import threading
 import time
 from collections import deque
@@ -166,7 +167,7 @@ class _Control:
 class _Mapping:
     """What mmap returns: a read view on one fake driver buffer."""
 
-    def __init__(self, buf: bytearray, length: int) -> None:
+    def __init__(self, buf: mmap.mmap, length: int) -> None:
         self._buf = buf
         self._length = length
         self.closed = False
@@ -222,7 +223,7 @@ class FakeUvcCamera:
         self.open_fds: set[int] = set()
         self.ioctl_log: deque[str] = deque(maxlen=256)
         self._next_fd = 100
-        self._buffers: list[bytearray] = []
+        self._buffers: list[mmap.mmap] = []
         self._buf_len = 0
         self._queued: deque[int] = deque()
         self._done: deque[tuple[int, int, float, int]] = deque()
@@ -397,7 +398,10 @@ class FakeUvcCamera:
         pix = v4l2.v4l2_pix_format()
         self._fill_pix(pix)
         self._buf_len = pix.sizeimage
-        self._buffers = [bytearray(self._buf_len) for _ in range(count)]
+        # Anonymous mmaps, not bytearrays: a bytearray is zero-filled, so all of its pages are
+        # resident at once (4 x 2 MB at 1080p MJPEG), while the kernel's buffers of a real device
+        # only count in the daemon's RSS for the pages a frame actually fills.
+        self._buffers = [mmap.mmap(-1, self._buf_len) for _ in range(count)]
         self._queued.clear()
         self._done.clear()
         req.count = count
