@@ -12,7 +12,6 @@ HTTP status; a refused request changes nothing.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import re
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from agent.authtoken import bearer_matches
 from agent.config import Config
 from agent.envelope import EnvelopeError, strict_json_loads
 from agent.workflow.manager import SessionManager
@@ -286,10 +286,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _authorised(self) -> bool:
-        header = self.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
-            return False
-        return hmac.compare_digest(header[7:].strip().encode(), self.station_api.token.encode())
+        return bearer_matches(self.headers.get("Authorization"), self.station_api.token)
 
     def _language(self) -> str:
         lang = self.headers.get("Accept-Language", "")[:2]

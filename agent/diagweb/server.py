@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from agent.authtoken import bearer_matches, token_matches
 from agent.config import Config, ConfigError
 from agent.diagnostics import FAIL, OK, WARN, ClockWatch, LiveSources, build_report
 from agent.diagweb import charts
@@ -203,12 +204,11 @@ class _Handler(BaseHTTPRequestHandler):
         return lang if lang in ("id", "en") else self.app.config.station.language
 
     def _authorised(self) -> bool:
-        header = self.headers.get("Authorization", "")
-        if header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip().encode(), self.app.token.encode()):
+        if bearer_matches(self.headers.get("Authorization"), self.app.token):
             return True
         for part in self.headers.get("Cookie", "").split(";"):
             name, _, value = part.strip().partition("=")
-            if name == COOKIE and hmac.compare_digest(value.encode(), self.app.token.encode()):
+            if name == COOKIE and token_matches(value, self.app.token):
                 return True
         return False
 
@@ -349,11 +349,11 @@ class _Handler(BaseHTTPRequestHandler):
         origin = self.headers.get("Origin")
         if origin and origin not in (f"http://127.0.0.1:{self.app.port}", f"http://localhost:{self.app.port}"):
             return False
-        return hmac.compare_digest(form.get("csrf", "").encode(), csrf_value(self.app.token).encode())
+        return token_matches(form.get("csrf", ""), csrf_value(self.app.token))
 
     def _login(self, query: dict[str, list[str]]) -> None:
         given = (query.get("token") or [""])[0]
-        if not given or not hmac.compare_digest(given.encode(), self.app.token.encode()):
+        if not token_matches(given, self.app.token):
             time.sleep(0.5)  # slows guessing; the token has 256 bits anyway
             self._error(401, "Wrong token.", "Token salah.", api=False)
             return
