@@ -237,18 +237,23 @@ class PacketDecoder:
         Raises:
             BufferOverflowError: only if the internal bound were broken (a bug, never input).
         """
-        events: list[Event] = []
-        if not data:
-            if self._buf:
-                events.append(Garbage(len(self._buf), "no start code"))
-                self._buf.clear()
-            self._need = 0
+        buf = self._buf
+        if 0 < len(data) <= self.max_frame:
+            # The common case (a UART read is small): no slicing needed to keep the bound. This
+            # path runs once per byte when the driver reads byte by byte, so it does the least
+            # it can: no events list until a packet may be complete.
+            buf += data
+            if len(buf) < self._need:
+                return []
+            events: list[Event] = []
+            self._drain(events)
             return events
-        if len(data) <= self.max_frame:
-            # The common case (a UART read is small): no slicing needed to keep the bound.
-            self._buf += data
-            if len(self._buf) >= self._need:
-                self._drain(events)
+        events = []
+        if not data:
+            if buf:
+                events.append(Garbage(len(buf), "no start code"))
+                buf.clear()
+            self._need = 0
             return events
         view = memoryview(data)
         for start in range(0, len(view), self.max_frame):
