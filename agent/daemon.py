@@ -39,6 +39,9 @@ class Component(Protocol):
         """A short STATUS= fragment (for example "backlog 3")."""
 
 
+# A component may also have ``after_ready() -> None``: work that need not hold up READY=1 (the
+# device manager opens its devices there, and says "initialising" for them until they are open).
+
 # Factories that build the daemon's components from the config; agent/station.py lists them in
 # start-up order (journal, devices, enrollment, printing, uplink).
 ComponentFactory = Callable[[Config, "Daemon"], Component | None]
@@ -84,6 +87,10 @@ class Daemon:
                 "station %s ready in %.2f s (state %s)",
                 self.config.station.id, time.monotonic() - started, state_dir,
             )
+            for component in self.components:
+                after_ready = getattr(component, "after_ready", None)
+                if after_ready is not None:
+                    after_ready()
             self._main_loop()
         finally:
             notify("STOPPING=1")

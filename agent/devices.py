@@ -196,6 +196,10 @@ class ManagedDevice:
         self._current: _Job[Any] | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
+        # Cleared by DeviceManager(defer_open=True): the owner says "initialising" and waits for
+        # DeviceManager.after_ready(), so opening (driver imports, emulators) never delays READY=1.
+        self._may_open = threading.Event()
+        self._may_open.set()
         self._state_lock = threading.Lock()
         self._announced_down = False  # one "absent"/"faulted" line per episode
         self._ever_ready = False
@@ -228,6 +232,7 @@ class ManagedDevice:
         """Ask the owner to stop: cancel the current job and wake it; does not wait."""
         self._stop.set()
         self._wake.set()
+        self._may_open.set()
         try:
             self._jobs.put_nowait(None)  # wakes an idle owner now instead of at its next probe
         except queue.Full:
@@ -347,6 +352,9 @@ class ManagedDevice:
 
     def _open(self) -> bool:
         self._set(DeviceEvent.OPEN)
+        self._may_open.wait()
+        if self._stop.is_set():
+            return False  # stopped before it was allowed to open: nothing to close
         driver: Device | None = None
         try:
             driver = self._factory(self.config)
@@ -536,17 +544,26 @@ class DeviceManager:
         devices: Mapping[str, DeviceConfig],
         *,
         factory: Callable[[DeviceConfig], Device] | None = None,
+        defer_open: bool = False,
     ) -> None:
         self.devices: dict[str, ManagedDevice] = {
             name: ManagedDevice(name, cfg, factory=factory) for name, cfg in sorted(devices.items())
         }
+        if defer_open:
+            for device in self.devices.values():
+                device._may_open.clear()
 
     # ----------------------------------------------------------------- Component
 
     def start(self) -> None:
-        """Start every device's owner thread."""
+        """Start every device's owner thread (with ``defer_open`` they wait in "initialising")."""
         for device in self.devices.values():
             device.start()
+
+    def after_ready(self) -> None:
+        """Let every owner open its device (the daemon calls this right after READY=1)."""
+        for device in self.devices.values():
+            device._may_open.set()
 
     def stop(self) -> None:
         """Stop every device (captures in progress are cancelled)."""
@@ -676,7 +693,9 @@ def device_component(config: Config, daemon: Daemon) -> DeviceManager | None:
     devices = managed_devices(config)
     if not devices:
         return None
-    return DeviceManager(devices)
+    # Devices come and go anyway (hot-plug): READY=1 means the API answers, and it reports each
+    # device "initialising" until its owner has opened it (docs/architecture.md, start-up).
+    return DeviceManager(devices, defer_open=True)
 
 
 # --------------------------------------------------------------------------- diagnostics
