@@ -37,14 +37,15 @@ HELD = 0  # heap still held at the end of a traced loop (the kept frames)
 BLURS = (3.0, 1.0, 0.0, 2.0, 5.0, 4.0)
 
 
-def median_time(fn: Callable[[], object], repeat: int = 15) -> float:
-    """Median wall time of ``fn`` in seconds (one warm-up call first)."""
+def median_time(fn: Callable[[], object], repeat: int = 15,
+                clock: Callable[[], float] = time.perf_counter) -> float:
+    """Median time of ``fn`` in seconds on ``clock`` (one warm-up call first)."""
     fn()
     times = []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return statistics.median(times)
 
 
@@ -134,6 +135,12 @@ def main() -> None:
         f"{t_face_img / t_decode:.2f}", "<= 100 ms")
     row("face quality from 1080p JPEG bytes (reduced decode included)", f"{t_face_jpeg * 1000:.1f} ms",
         f"{t_decode * 1000:.1f} ms (full PIL decode)", f"{t_face_jpeg / t_decode:.2f}", "<= 100 ms")
+    # On a loaded machine wall time includes waiting for a core; CPU time is the check's cost.
+    c_decode = median_time(full_decode, clock=time.process_time)
+    c_face_jpeg = median_time(lambda: check_face_jpeg(jpeg, rule="blue"), clock=time.process_time)
+    row("face quality from 1080p JPEG bytes, CPU time", f"{c_face_jpeg * 1000:.1f} ms",
+        f"{c_decode * 1000:.1f} ms (full PIL decode, CPU time)", f"{c_face_jpeg / c_decode:.2f}",
+        "(context)")
 
     eye = render_iris(IrisScene())
     t_iris = median_time(lambda: check_iris(eye))
