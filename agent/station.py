@@ -188,7 +188,6 @@ class PrintingPart:
     def start(self) -> None:
         """Create the print service and, when a printer is configured, its worker."""
         from agent.keys import KeyStoreError, keys_dir, load_headoffice_public
-        from agent.printing.device import open_printer
         from agent.printing.service import PrintService
         from agent.printing.worker import PrinterWorker
 
@@ -208,7 +207,7 @@ class PrintingPart:
                                     low_stock_days=p.low_stock_days,
                                     forecast_window_days=p.forecast_window_days)
         if any(d.role == "printer" for d in self.config.devices.values()):
-            self.worker = PrinterWorker(self.service, lambda: open_printer(self.config))
+            self.worker = PrinterWorker(self.service, lambda: _open_printer(self.config))
             self.worker.start()
 
     def stop(self) -> None:
@@ -291,6 +290,13 @@ class _NoDevices:
 
         raise WorkflowError("no_device", 503, "Tidak ada perangkat di konfigurasi stasiun.",
                             "No devices are configured on this station.")
+
+
+def _open_printer(config: Config) -> Any:
+    # The printer driver (and numpy under it) loads in the printer's thread when it first opens.
+    from agent.printing.device import open_printer
+
+    return open_printer(config)
 
 
 def _preview(devices: Any) -> Any:

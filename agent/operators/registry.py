@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from agent.operators._db import JournalLike, query
 from agent.operators.audit import AuditLog
@@ -31,7 +31,10 @@ from agent.operators.errors import (
 )
 from agent.operators.vault import TemplateVault, VaultError
 from drivers.errors import DeviceError, DeviceFaultError
-from drivers.fingerprint.zfm import SearchHit, ZfmScanner
+
+if TYPE_CHECKING:
+    # The driver module pulls numpy and Pillow; the daemon loads it with the scanner, not at start.
+    from drivers.fingerprint.zfm import SearchHit, ZfmScanner
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +123,8 @@ class DeviceAccess:
 
 
 def _zfm(driver: object, name: str) -> ZfmScanner:
+    from drivers.fingerprint.zfm import ZfmScanner
+
     if not isinstance(driver, ZfmScanner):
         raise DeviceFaultError(
             f"{name} has no template library", code="no-library", device=name,
