@@ -14,6 +14,7 @@ office is not blamed for the wait, and one whose recording is slow is not hidden
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
@@ -62,7 +63,7 @@ class Store(Protocol):
         """Create tables once."""
 
     def transaction(self) -> Any:
-        """A write transaction yielding a sqlite_utils Database."""
+        """A write transaction yielding something with ``execute(sql, params)``."""
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Read rows."""
@@ -80,14 +81,23 @@ def local_day(iso_utc: str, tz: str) -> str:
 
 def record_session(store: Store, record: Mapping[str, Any], *, tz: str) -> None:
     """Keep a sealed session's service record (idempotent on session id)."""
+    if not record.get("session_id") or not record.get("started_at"):
+        raise ValueError("a service record needs its session_id and started_at")
     row = {k: record.get(k) for k in (
         "session_id", "packet_id", "kelurahan", "operator_id", "started_at", "sealed_at", "record_seconds",
         "retry_seconds", "fault_seconds", "captures", "first_time_pass", "force_accepts", "exceptions",
         "satisfaction", "ticket_at", "operators")}
     row["day"] = local_day(str(record["started_at"]), tz)
     row["kelurahan"] = str(record.get("kelurahan") or "-").upper()
+    for k, v in row.items():
+        if isinstance(v, list | tuple | dict):
+            row[k] = json.dumps(v)  # as sqlite_utils stored them (the "operators" list, for one)
+    names = list(row)
     with store.transaction() as db:
-        db["service_times"].upsert(row, pk="session_id")
+        db.execute(f"INSERT INTO service_times ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+                   f"ON CONFLICT (session_id) DO UPDATE SET "
+                   f"{', '.join(f'{n} = excluded.{n}' for n in names if n != 'session_id')}",
+                   [row[n] for n in names])
 
 
 def mark(store: Store, packet_id: str, stage: str, at: str | None = None) -> None:
@@ -117,10 +127,16 @@ _SYNC = {
 def sync_stages(store: Store) -> None:
     """Fill sent/acknowledged/print-ordered/printed stamps from the journal's own tables."""
     tables = {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    due = [(column, source) for column, source in _SYNC.items()
+           if "print_jobs" not in source or "print_jobs" in tables]
+    # The daemon calls this every 2 s: look on the read pool first, so an idle station does not
+    # take the writer (an fsynced empty transaction) every time.
+    pending = " OR ".join(f"({column} IS NULL AND ({source}) IS NOT NULL)" for column, source in due)
+    if not store.query(f"SELECT 1 FROM service_times WHERE packet_id IS NOT NULL "
+                       f"AND started_at >= datetime('now', '-3 days') AND ({pending}) LIMIT 1"):
+        return
     with store.transaction() as db:
-        for column, source in _SYNC.items():
-            if "print_jobs" in source and "print_jobs" not in tables:
-                continue
+        for column, source in due:
             db.execute(f"UPDATE service_times SET {column} = ({source}) "
                        f"WHERE {column} IS NULL AND packet_id IS NOT NULL "
                        f"AND started_at >= datetime('now', '-3 days')")

@@ -103,6 +103,10 @@ class SignIn:
 
     def close_open_shifts(self, reason: str) -> int:
         """End shifts left open (by a crash or a stop); their end is unknown, so no length is kept."""
+        # Read first: most starts have nothing to close, and a start needs no write (nor the
+        # journal's write helpers loaded) for that.
+        if not self.journal.query("SELECT 1 FROM operator_shifts WHERE signed_out_at IS NULL LIMIT 1"):
+            return 0
         now = self.wall().isoformat(timespec="milliseconds")
         with self.journal.transaction() as db:
             n = db.execute("UPDATE operator_shifts SET signed_out_at = ?, out_reason = ? "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -61,7 +61,10 @@ class JournalLike(Protocol):
         """Create tables once."""
 
     def transaction(self) -> AbstractContextManager[Any]:
-        """A write transaction yielding the sqlite_utils Database."""
+        """A write transaction yielding something with ``execute(sql, params)``."""
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read-only statement (never waits for the writer)."""
 
     def add_event(self, kind: str, payload: dict[str, Any]) -> int:
         """Journal an outgoing event."""
@@ -147,7 +150,8 @@ class StockLedger:
     def record_ribbon(self, cards_left: int) -> None:
         """A ribbon reading from the printer (``Rco;l``)."""
         with self._j.transaction() as db:
-            db["stock_ribbon"].insert({"at": iso(self._clock()), "cards_left": int(cards_left)})
+            db.execute("INSERT INTO stock_ribbon (at, cards_left) VALUES (?, ?)",
+                       [iso(self._clock()), int(cards_left)])
 
     def _append(self, kind: str, delta: int, *, batch: str | None = None, reason: str | None = None,
                 order_id: str | None = None) -> int:
@@ -158,9 +162,11 @@ class StockLedger:
             self._insert(db, kind, delta, balance, batch=batch, reason=reason, order_id=order_id)
         return balance
 
-    def _insert(self, db: Any, kind: str, delta: int, balance: int, **extra: str | None) -> None:
-        db["stock_ledger"].insert({"at": iso(self._clock()), "kind": kind, "delta": delta,
-                                   "balance": balance, **extra})
+    def _insert(self, db: Any, kind: str, delta: int, balance: int, *, batch: str | None = None,
+                reason: str | None = None, order_id: str | None = None) -> None:
+        db.execute("INSERT INTO stock_ledger (at, kind, delta, balance, batch, reason, order_id) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   [iso(self._clock()), kind, delta, balance, batch, reason, order_id])
         log.info("stock %s %+d -> %d", kind, delta, balance)
 
     @staticmethod
@@ -169,43 +175,45 @@ class StockLedger:
         return int(row[0]) if row else 0
 
     # -- reading -------------------------------------------------------------------------
+    # Reads go to the journal's read-only pool: telemetry asks for the forecast every few
+    # seconds, and a read must neither wait for nor take the single writer (an fsync each).
 
     def current(self) -> int:
         """Blanks in stock now."""
-        with self._j.transaction() as db:
-            return self._balance(db)
+        rows = self._j.query("SELECT balance FROM stock_ledger ORDER BY id DESC LIMIT 1")
+        return int(rows[0][0]) if rows else 0
 
     def ribbon_left(self) -> int | None:
         """The last ribbon reading, if any."""
-        with self._j.transaction() as db:
-            row = db.execute("SELECT cards_left FROM stock_ribbon ORDER BY id DESC LIMIT 1").fetchone()
-        return int(row[0]) if row else None
+        rows = self._j.query("SELECT cards_left FROM stock_ribbon ORDER BY id DESC LIMIT 1")
+        return int(rows[0][0]) if rows else None
 
     def entries(self, limit: int = 20) -> Iterator[dict[str, Any]]:
         """The latest ledger rows, newest first."""
-        with self._j.transaction() as db:
-            rows = list(db.query("SELECT at, kind, delta, balance, batch, reason, order_id "
-                                 "FROM stock_ledger ORDER BY id DESC LIMIT ?", [limit]))
-        return iter(rows)
+        names = ("at", "kind", "delta", "balance", "batch", "reason", "order_id")
+        rows = self._j.query(f"SELECT {', '.join(names)} FROM stock_ledger ORDER BY id DESC LIMIT ?",
+                             [limit])
+        return iter([dict(zip(names, r, strict=True)) for r in rows])
 
     def forecast(self, queued: int) -> Forecast:
         """Days until blanks and ribbon run out, counting ``queued`` approved orders first."""
         now = self._clock()
         since = now - timedelta(days=self._window)
-        with self._j.transaction() as db:
-            balance = self._balance(db)
-            used = db.execute(
-                f"SELECT COALESCE(-SUM(delta), 0) FROM stock_ledger WHERE at >= ? "
-                f"AND kind IN ({','.join('?' * len(CONSUMING))})",
-                [iso(since), *CONSUMING]).fetchone()[0]
-            first = db.execute("SELECT MIN(at) FROM stock_ledger").fetchone()[0]
-            ribbon = db.execute("SELECT cards_left FROM stock_ribbon ORDER BY id DESC LIMIT 1").fetchone()
+        # One statement, so the four figures come from one snapshot of the ledger.
+        balance, used, first, ribbon_left = self._j.query(
+            "SELECT (SELECT balance FROM stock_ledger ORDER BY id DESC LIMIT 1), "
+            "(SELECT COALESCE(-SUM(delta), 0) FROM stock_ledger WHERE at >= ? "
+            f"AND kind IN ({','.join('?' * len(CONSUMING))})), "
+            "(SELECT MIN(at) FROM stock_ledger), "
+            "(SELECT cards_left FROM stock_ribbon ORDER BY id DESC LIMIT 1)",
+            [iso(since), *CONSUMING])[0]
+        balance = 0 if balance is None else int(balance)
+        ribbon_left = None if ribbon_left is None else int(ribbon_left)
         span_days = float(self._window)
         if first is not None:
             age = (now - datetime.fromisoformat(first.replace("Z", "+00:00"))).total_seconds() / 86400
             span_days = min(span_days, max(1.0, age))
         rate = int(used) / span_days
-        ribbon_left = int(ribbon[0]) if ribbon else None
         return Forecast(
             blanks=balance,
             queued=queued,
@@ -234,8 +242,9 @@ class StockLedger:
                 due = last is None or math.floor(days) < math.floor(last) or (days <= 0 < last)
                 if not due:
                     continue
-                db["stock_alerts"].upsert({"resource": resource, "days": days, "at": iso(self._clock())},
-                                          pk="resource")
+                db.execute("INSERT INTO stock_alerts (resource, days, at) VALUES (?, ?, ?) "
+                           "ON CONFLICT (resource) DO UPDATE SET days = excluded.days, at = excluded.at",
+                           [resource, days, iso(self._clock())])
             payload = {"resource": resource, "days_left": round(max(days, 0.0), 1),
                        "threshold_days": self._low_days, "repeat": last is not None, **fc.as_dict()}
             self._j.add_event("low_stock", payload)
