@@ -66,6 +66,8 @@ BUNDLE_ENDORSE_DOMAIN = b"rekam-keybundle-v1\0"
 ORDER_KEY = "print_orders.key"
 ORDER_KEY_CREDENTIAL = "rekam-order-key"
 ORDER_KEY_BYTES = 32
+# Where install.sh puts the sealed credential; systemd finds it there by name.
+ORDER_KEY_CREDSTORE = Path("/etc/credstore.encrypted") / ORDER_KEY_CREDENTIAL
 
 PublicKey = Ed25519PublicKey | X25519PublicKey
 
@@ -241,11 +243,15 @@ def _order_key_bytes(data: bytes, where: Path) -> bytes:
     return data
 
 
-def load_or_create_order_key(kdir: Path, *, credentials_dir: str | None = None) -> OrderKey:
+def load_or_create_order_key(kdir: Path, *, credentials_dir: str | None = None,
+                             credstore: Path = ORDER_KEY_CREDSTORE) -> OrderKey:
     """The print-order key: the systemd credential if given, else ``kdir/print_orders.key``.
 
     The key file is created (0600) on first use and never overwritten. ``credentials_dir``
     defaults to ``$CREDENTIALS_DIRECTORY`` (set by systemd for ``LoadCredentialEncrypted=``).
+    When the station has a sealed credential (``credstore``) but this process did not get it
+    (started by hand, not by systemd), no key file is made: orders are sealed under the
+    credential and a second key would make them unreadable.
     """
     cred_dir = credentials_dir if credentials_dir is not None else os.environ.get("CREDENTIALS_DIRECTORY")
     if cred_dir:
@@ -254,6 +260,9 @@ def load_or_create_order_key(kdir: Path, *, credentials_dir: str | None = None) 
             # systemd makes the credential readable by the service only; no mode check to fail on.
             return OrderKey(_order_key_bytes(_read(cred, private=False), cred), "credential")
     path = kdir / ORDER_KEY
+    if not path.exists() and credstore.exists():
+        raise KeyStoreError(f"the print-order key is the systemd credential {credstore}, which this "
+                            "process did not receive; run the agent as the service: systemctl start rekam")
     if not path.exists():
         kdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:

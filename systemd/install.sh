@@ -50,6 +50,7 @@ if [ "$ACTION" = uninstall ]; then
     if [ "$PURGE" -eq 1 ]; then
         say "purging config, keys and journal"
         rm -rf "$ROOT/etc/rekam" "$ROOT/var/lib/rekam"
+        rm -f "$ROOT/etc/credstore.encrypted/rekam-order-key"
     else
         say "kept /etc/rekam and /var/lib/rekam (keys and journal); --purge removes them"
     fi
@@ -108,6 +109,29 @@ if [ "$LIVE" -eq 1 ]; then
             || say "could not create station keys yet; run: sudo -u rekam $PREFIX/venv/bin/rekam keys init"
     else
         say "kept existing station keys"
+    fi
+    # The print-order key as an encrypted systemd credential, sealed to this machine (TPM2 if
+    # present, else the host key in /var/lib/systemd/credential.secret). An existing key file
+    # is sealed as it is, so orders already stored under it still open, and then removed: a key
+    # left next to the journal would defeat the TPM.
+    CRED=/etc/credstore.encrypted/rekam-order-key
+    KEYFILE=/var/lib/rekam/keys/print_orders.key
+    if [ -e "$CRED" ]; then
+        say "kept existing print-order key credential"
+    elif command -v systemd-creds >/dev/null; then
+        install -d -m 0700 /etc/credstore.encrypted
+        if [ -e "$KEYFILE" ]; then KEYSRC=$KEYFILE; else KEYSRC=/dev/urandom; fi
+        # Through a pipe: the plaintext key never lands in a temporary file.
+        if (umask 077; head -c 32 "$KEYSRC" | systemd-creds encrypt --with-key=auto \
+                --name=rekam-order-key - "$CRED.new") && mv "$CRED.new" "$CRED"; then
+            say "print-order key sealed as credential $CRED ($(systemd-creds has-tpm2 >/dev/null 2>&1 && echo TPM2 || echo 'host key, no TPM2'))"
+            if [ "$KEYSRC" = "$KEYFILE" ]; then shred -u "$KEYFILE"; fi
+        else
+            rm -f "$CRED.new"
+            say "could not seal the print-order key; the agent keeps it in $KEYFILE (see docs/security.md)"
+        fi
+    else
+        say "no systemd-creds: the agent keeps the print-order key in $KEYFILE (see docs/security.md)"
     fi
     command -v udevadm >/dev/null && udevadm control --reload && udevadm trigger || true
     systemctl daemon-reload

@@ -258,3 +258,18 @@ def test_order_key_systemd_credential_comes_first(tmp_path: Path, monkeypatch: p
     (creds / keys.ORDER_KEY_CREDENTIAL).write_bytes(b"c" * 16)
     with pytest.raises(keys.KeyStoreError, match="32 bytes"):
         keys.load_or_create_order_key(kdir, credentials_dir=str(creds))
+
+
+def test_no_key_file_beside_a_sealed_credential(tmp_path: Path) -> None:
+    # The agent started by hand on a station whose key is a systemd credential: no second key.
+    store = tmp_path / "credstore.encrypted" / keys.ORDER_KEY_CREDENTIAL
+    store.parent.mkdir()
+    store.write_bytes(b"sealed blob")
+    kdir = tmp_path / "keys"
+    with pytest.raises(keys.KeyStoreError, match="systemctl start rekam"):
+        keys.load_or_create_order_key(kdir, credentials_dir="", credstore=store)
+    assert not (kdir / keys.ORDER_KEY).exists()
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / keys.ORDER_KEY_CREDENTIAL).write_bytes(b"c" * 32)
+    assert keys.load_or_create_order_key(kdir, credentials_dir=str(creds), credstore=store).source == "credential"
