@@ -127,6 +127,8 @@ def _wrap(words: list[str], f: ImageFont.FreeTypeFont, width: int, max_lines: in
     whole = " ".join(words)
     if _width(whole, f) <= width:
         return [whole]
+    if max_lines == 1:
+        return None
     lines: list[str] = []
     current = ""
     for word in words:
@@ -137,6 +139,8 @@ def _wrap(words: list[str], f: ImageFont.FreeTypeFont, width: int, max_lines: in
         if not current or _width(word, f) > width:
             return None  # one word wider than the line: never split a word silently
         lines.append(current)
+        if len(lines) == max_lines:
+            return None  # `word` would start one line too many; measuring on cannot help
         current = word
     if current:
         lines.append(current)
