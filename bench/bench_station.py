@@ -21,6 +21,7 @@ Never asserts timings. Each daemon runs in its own process; its state lives in a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import re
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -325,28 +326,48 @@ def emulator_assets() -> Path:
     return Path(tempfile.gettempdir()) / "rekam-emulator-assets"
 
 
+def unit_environment() -> dict[str, str]:
+    """The ``Environment=`` settings of systemd/rekam.service (the daemon runs with them installed)."""
+    env: dict[str, str] = {}
+    for line in (ROOT / "systemd" / "rekam.service").read_text().splitlines():
+        if line.startswith("Environment="):
+            for item in line.removeprefix("Environment=").split():
+                key, _, value = item.partition("=")
+                env[key] = value
+    return env
+
+
+@contextlib.contextmanager
+def extra_environ(extra: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``extra`` set for daemons started inside the block, restored after."""
+    before = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def bench_enroll(tmp: Path, quick: bool) -> None:
     """Agent-side time per enrollment and the daemon's peak RSS during one.
 
     The emulators run inside the daemon in place of hardware; in asset mode
     (``drivers.emulators.assets``) a child process renders their images once and the daemon only
     reads the finished bytes, as it would receive them from a camera or scanner, so the peak is
-    the agent's own and not the synthesis'.
+    the agent's own and not the synthesis'. The daemon gets the unit's ``Environment=`` settings
+    (MALLOC_ARENA_MAX), as under systemd.
     """
     from agent.workflow.synthetic import applicant
     from drivers.emulators import assets
 
     st = prepared_station(tmp / "enroll", printer=False)
     st.enroll_operator()
-    before = os.environ.get(assets.ENV)
-    os.environ[assets.ENV] = str(emulator_assets())
-    try:
+    with extra_environ({**unit_environment(), assets.ENV: str(emulator_assets())}):
         st.start()
-    finally:
-        if before is None:
-            os.environ.pop(assets.ENV, None)
-        else:
-            os.environ[assets.ENV] = before
     try:
         st.wait_devices_ready()
         st.sign_in()

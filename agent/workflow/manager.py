@@ -14,6 +14,28 @@ from agent.workflow.session import Session, WorkflowError
 log = logging.getLogger(__name__)
 
 
+_malloc_trim: Callable[[int], int] | None = None
+_malloc_trim_looked_up = False
+
+
+def trim_heap() -> None:
+    """Give memory freed by a finished session back to the OS (glibc ``malloc_trim``; else no-op)."""
+    # A session's decoded frames and quality arrays are freed when it ends, but glibc keeps the
+    # freed pages in its heaps (one per thread that allocated), so RSS would ratchet up enrollment
+    # after enrollment; trimming once per session costs well under a millisecond.
+    global _malloc_trim, _malloc_trim_looked_up
+    if not _malloc_trim_looked_up:
+        _malloc_trim_looked_up = True
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            log.debug("malloc_trim not available (not glibc): heap not trimmed")
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
 class Headroom(Protocol):
     """The journal's answer to "does one more maximum-size packet fit?"."""
 
@@ -75,6 +97,7 @@ class SessionManager:
                 log.exception("session listener failed for %s", session.id)
         with self._lock:
             self._sessions.pop(session.id, None)
+        trim_heap()
 
     def reap(self) -> int:
         """Expire sessions idle past the configured time; return how many."""
