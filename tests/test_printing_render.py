@@ -8,12 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from agent.printing.render import (
     CardLayoutError,
     RenderedCard,
     fit_text,
+    font,
     image_from_bytes,
     render_card,
     to_panels,
@@ -163,3 +166,39 @@ def test_panels_of_a_wrong_size_card_are_refused() -> None:
     card = RenderedCard(Image.new("RGB", (1000, 600), "white"), Image.new("1", (1000, 600), 0))
     with pytest.raises(ev.EncodeError, match="card raster"):
         to_panels(card)
+
+
+@given(
+    words=st.lists(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,/-", min_size=1, max_size=14),
+                   min_size=1, max_size=9),
+    width=st.integers(min_value=20, max_value=700),
+    wrap=st.booleans(),
+)
+def test_fit_rule_is_greedy_largest_size_first(words: list[str], width: int, wrap: bool) -> None:
+    # The rule defined independently of how fit_text measures: the largest size (in the rule's
+    # order) at which a greedy wrap fills each line as far as it goes within the line count.
+    text = " ".join(words)
+
+    def greedy(size: int, max_lines: int) -> list[str] | None:
+        f = font(size)
+        lines = [words[0]]
+        if f.getlength(words[0]) > width:
+            return None
+        for word in words[1:]:
+            if f.getlength(f"{lines[-1]} {word}") <= width:
+                lines[-1] += f" {word}"
+            elif f.getlength(word) <= width:
+                lines.append(word)
+            else:
+                return None
+        return lines if len(lines) <= max_lines else None
+
+    plans = [(1, s) for s in range(24, 20, -1)] + [(2, s) for s in range(24, 16, -1)] if wrap \
+        else [(1, s) for s in range(24, 16, -1)]
+    want = next(((s, lines) for n, s in plans if (lines := greedy(s, n)) is not None), None)
+    if want is None:
+        with pytest.raises(CardLayoutError):
+            fit_text("name", text, width, wrap=wrap)
+    else:
+        f, lines = fit_text("name", text, width, wrap=wrap)
+        assert (f.size, lines) == want
