@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from agent.config import Config, DeviceConfig
 from agent.diagnostics import FAIL, OK, WARN, Check
+from agent.hotplug import HotplugListener
 from agent.logs import TRACE
 from drivers import registry
 from drivers.base import Device, DeviceIdentity, FrameLog, SelfTestResult
@@ -545,7 +546,13 @@ class DeviceManager:
         *,
         factory: Callable[[DeviceConfig], Device] | None = None,
         defer_open: bool = False,
+        hotplug: bool = False,
     ) -> None:
+        # hotplug: listen for kernel uevents and retry absent/faulted devices on "add" (the
+        # daemon turns it on; tests of the manager itself leave it off).
+        self._hotplug: HotplugListener | None = (
+            HotplugListener(self.rescan_down) if hotplug else None
+        )
         self.devices: dict[str, ManagedDevice] = {
             name: ManagedDevice(name, cfg, factory=factory) for name, cfg in sorted(devices.items())
         }
@@ -559,6 +566,8 @@ class DeviceManager:
         """Start every device's owner thread (with ``defer_open`` they wait in "initialising")."""
         for device in self.devices.values():
             device.start()
+        if self._hotplug is not None:
+            self._hotplug.start()
 
     def after_ready(self) -> None:
         """Let every owner open its device (the daemon calls this right after READY=1)."""
@@ -567,11 +576,23 @@ class DeviceManager:
 
     def stop(self) -> None:
         """Stop every device (captures in progress are cancelled)."""
+        if self._hotplug is not None:
+            self._hotplug.stop()
         # Ask all first, so their captures are cancelled together rather than one join at a time.
         for device in self.devices.values():
             device.request_stop()
         for device in self.devices.values():
             device.stop()
+
+    def rescan_down(self) -> list[str]:
+        """Wake every absent or faulted device to retry now (a hot-plug "add"); their names."""
+        woken = [n for n, d in self.devices.items()
+                 if d.state in (DeviceState.ABSENT, DeviceState.FAULTED)]
+        for name in woken:
+            self.devices[name].rescan()
+        if woken:
+            log.info("hot-plug: retrying %s now", ", ".join(woken))
+        return woken
 
     def healthy(self) -> bool:
         """False when an owner thread died."""
@@ -695,7 +716,7 @@ def device_component(config: Config, daemon: Daemon) -> DeviceManager | None:
         return None
     # Devices come and go anyway (hot-plug): READY=1 means the API answers, and it reports each
     # device "initialising" until its owner has opened it (docs/architecture.md, start-up).
-    return DeviceManager(devices, defer_open=True)
+    return DeviceManager(devices, defer_open=True, hotplug=True)
 
 
 # --------------------------------------------------------------------------- diagnostics
