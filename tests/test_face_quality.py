@@ -172,3 +172,16 @@ def test_any_portrait_inside_the_good_envelope_passes(
     limits = FaceThresholds(min_width=480, min_height=360)
     result = check_face(render_portrait(480, 360, p), rule=background, limits=limits)
     assert result.passed, [(c.name, c.measured) for c in result.failed()]
+
+
+def test_the_check_leaves_the_caller_image_untouched_and_equals_its_rgb_copy() -> None:
+    # check_face uses an RGB image at working height as it is (no copy): it must not write to it,
+    # and a grey or RGBA version of the same picture must score exactly as its RGB conversion.
+    img = render_portrait(640, 360, Portrait())
+    before = img.tobytes()
+    result = check_face(img, rule="blue")
+    assert img.tobytes() == before
+    for mode in ("L", "RGBA"):
+        other = img.convert(mode)
+        assert check_face(other, rule="blue") == check_face(other.convert("RGB"), rule="blue")
+    assert check_face(img.copy(), rule="blue") == result
