@@ -115,7 +115,6 @@ class EnrollmentPart:
         """Build the workflow objects and start serving the API on 127.0.0.1."""
         from agent import kpi
         from agent.api.server import StationApi, api_token_path, load_or_create_token
-        from agent.workflow.capture import DeviceCaptureProvider
         from agent.workflow.manager import SessionManager
 
         journal = self.daemon.parts["journal"].journal
@@ -136,7 +135,12 @@ class EnrollmentPart:
                     uplink.wake()
 
         self.sessions.on_finished.append(keep_service_times)
-        provider = DeviceCaptureProvider(self.config, devices) if devices is not None else _NoDevices()
+        provider: Any = _NoDevices()
+        if devices is not None:
+            # Capture (Pillow, the device manager) is only loaded by a station that has devices.
+            from agent.workflow.capture import DeviceCaptureProvider
+
+            provider = DeviceCaptureProvider(self.config, devices)
         if not self.config.api.enabled:
             return
         token = load_or_create_token(api_token_path(self.config))
@@ -316,6 +320,8 @@ def _journal(config: Config, daemon: Daemon) -> JournalPart:
 
 
 def _devices(config: Config, daemon: Daemon) -> Any:
+    if not config.devices:
+        return None  # and the drivers (numpy, Pillow) are never loaded
     from agent.devices import device_component
 
     manager = device_component(config, daemon)
