@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,13 +38,21 @@ sys.path.insert(0, str(ROOT))
 CHUNK = 256 * 1024
 WINDOW = 16
 LINK_BPS = 20_000_000 / 8  # 20 Mbit/s in bytes per second
-POOL = random.Random(7).randbytes(4 * 1024 * 1024)
+POOL_BYTES = 4 * 1024 * 1024
+_pool: list[bytes] = []
 
 
-def rss_kib() -> int:
-    """Resident set size of this process."""
+def pool() -> bytes:
+    """Random payload bytes, made on first use: the station process must not carry them (RSS)."""
+    if not _pool:
+        _pool.append(random.Random(7).randbytes(POOL_BYTES))
+    return _pool[0]
+
+
+def rss_kib(field: str = "VmRSS") -> int:
+    """Resident set size of this process (or another /proc/self/status field), in KiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
 
@@ -93,8 +102,8 @@ def build_journal(state: Path, sizes: list[int]) -> int:
                 left = size
                 while left:
                     piece = min(left, 1024 * 1024)
-                    start = rng.randrange(0, len(POOL) - piece)
-                    sink.write(POOL[start:start + piece])
+                    start = rng.randrange(0, POOL_BYTES - piece)
+                    sink.write(pool()[start:start + piece])
                     left -= piece
                 sink.commit()
     finally:
@@ -132,6 +141,7 @@ def role_station(p: dict[str, Any]) -> dict[str, Any]:
         while up.link_state != "connected" and time.monotonic() < limit:
             time.sleep(0.001)
         t0 = time.perf_counter()
+        c0 = time.process_time()
         if p.get("until") == "delivered":
             while up.sender.stats.packets_delivered < p["packets"] and time.monotonic() < limit:
                 time.sleep(0.005)
@@ -139,12 +149,14 @@ def role_station(p: dict[str, Any]) -> dict[str, Any]:
             while up.sender.stats.bytes_acked < total and time.monotonic() < limit:
                 time.sleep(0.002)
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - c0
         up.stop()
     journal.close()
-    return {"elapsed": elapsed, "bytes": total, "rss_first": rss.samples[1] if len(rss.samples) > 1
+    return {"elapsed": elapsed, "cpu": cpu, "bytes": total, "rss_first": rss.samples[1] if len(rss.samples) > 1
             else rss.samples[0], "rss_max": max(rss.samples), "rss_last": rss.samples[-1],
             "chunk": up.sender.chunk_bytes, "delivered": up.sender.stats.packets_delivered,
-            "bytes_acked": up.sender.stats.bytes_acked}
+            "bytes_acked": up.sender.stats.bytes_acked, "rss_anon": rss_kib("RssAnon"),
+            "rss_file": rss_kib("RssFile")}
 
 
 def role_baseline(p: dict[str, Any]) -> dict[str, Any]:
@@ -173,20 +185,22 @@ def role_baseline(p: dict[str, Any]) -> dict[str, Any]:
     c.connect("127.0.0.1", p["port"], keepalive=30)
     c.loop_start()
     connected.wait(10)
-    view = memoryview(POOL)
+    view = memoryview(pool())
     t0 = time.perf_counter()
+    c0 = time.process_time()
     off = 0
     for n in chunks:
         sem.acquire()
-        if off + n > len(POOL):
+        if off + n > POOL_BYTES:
             off = 0
         c.publish("rekam/v1/plain/packet", view[off:off + n].tobytes(), qos=1)
         off += n
     done.wait(3600)
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     c.disconnect()
     c.loop_stop()
-    return {"elapsed": elapsed, "bytes": sum(chunks)}
+    return {"elapsed": elapsed, "cpu": cpu, "bytes": sum(chunks)}
 
 
 def role_ho(p: dict[str, Any]) -> dict[str, Any]:
@@ -289,7 +303,7 @@ def publish_to(port: int, n: int, size: int) -> None:
     c.loop_start()
     infos = []
     for seq in range(n):
-        infos.append(c.publish("rekam/v1/bench-1/packet", seq.to_bytes(8, "big") + POOL[:size - 8],
+        infos.append(c.publish("rekam/v1/bench-1/packet", seq.to_bytes(8, "big") + pool()[:size - 8],
                                qos=1))
     for info in infos:
         info.wait_for_publish(60)
@@ -392,6 +406,52 @@ def bridge_comparison(tmpdir: Path, quick: bool, as_root: str) -> None:
 
 # ----------------------------------------------------------------------------- main
 
+def drain_rounds(n_packets: int, rounds: int) -> int:
+    """Loopback drain only: baseline, station, baseline, ... and the median of the ratios.
+
+    Each station run is set against the mean of the baselines just before and after it, so a
+    change in the machine's load during the run moves both sides.
+    """
+    import statistics
+
+    from agent.testbed.mosquitto import Mosquitto
+
+    as_root = "user root" if os.geteuid() == 0 else ""
+    with tempfile.TemporaryDirectory(prefix="bench-uplink-") as tmp:
+        tmpdir = Path(tmp)
+        broker = Mosquitto(tmpdir / "broker", persistence=False,
+                           extra=f"max_inflight_messages 100\n{as_root}").start()
+        try:
+            sizes = sizes_for(n_packets, 1)
+            ratios: list[float] = []
+            first = run_child("baseline", {"port": broker.port, "sizes": sizes})
+            base = [mbps(first)]
+            base_cpu = [cpu_ms_per_mb(first)]
+            for n in range(rounds):
+                state = tmpdir / f"drain{n}"
+                total = build_journal(state, sizes)
+                st = run_child("station", {"state": str(state), "port": broker.port,
+                                           "total": total})
+                after = run_child("baseline", {"port": broker.port, "sizes": sizes})
+                base.append(mbps(after))
+                base_cpu.append(cpu_ms_per_mb(after))
+                ratio = mbps(st) / ((base[-2] + base[-1]) / 2)
+                ratios.append(ratio)
+                print(f"round {n}: station {mbps(st):.0f} MB/s, plain paho {base[-2]:.0f} / "
+                      f"{base[-1]:.0f} MB/s, ratio {ratio:.2f}; CPU ms per MB: station "
+                      f"{cpu_ms_per_mb(st):.2f}, plain paho {base_cpu[-2]:.2f} / "
+                      f"{base_cpu[-1]:.2f}; station RSS first/max "
+                      f"{st['rss_first'] / 1024:.1f} / {st['rss_max'] / 1024:.1f} MB (anon "
+                      f"{st['rss_anon'] / 1024:.1f}, file {st['rss_file'] / 1024:.1f} at the end); "
+                      f"load {os.getloadavg()[0]:.2f}", flush=True)
+                shutil.rmtree(state, ignore_errors=True)
+            print(f"median ratio {statistics.median(ratios):.2f} over {rounds} rounds "
+                  f"({n_packets} packets)", flush=True)
+        finally:
+            broker.stop()
+    return 0
+
+
 def row(figure: str, value: str, baseline: str, ratio: str, target: str) -> None:
     print(f"| {figure} | {value} | {baseline} | {ratio} | {target} |", flush=True)
 
@@ -400,11 +460,21 @@ def mbps(r: dict[str, Any]) -> float:
     return float(r["bytes"]) / float(r["elapsed"]) / 1e6
 
 
+def cpu_ms_per_mb(r: dict[str, Any]) -> float:
+    """CPU time of the sending process (all its threads) per MB sent: less load-dependent."""
+    return float(r["cpu"]) * 1e3 / (float(r["bytes"]) / 1e6)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100 packets and shorter link runs")
     parser.add_argument("--bridge", action="store_true",
                         help="only the comparison with a bridged local mosquitto")
+    parser.add_argument("--drain-only", type=int, metavar="ROUNDS", default=0,
+                        help="only the loopback drain, ROUNDS alternations of baseline and "
+                             "station (for before/after comparisons; prints the median ratio)")
+    parser.add_argument("--packets", type=int, default=0,
+                        help="backlog size for --drain-only (default 1000, --quick 100)")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("params", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -422,6 +492,8 @@ def main() -> int:
                               "user root" if os.geteuid() == 0 else "")
         return 0
     n_packets = 100 if args.quick else 1000
+    if args.drain_only:
+        return drain_rounds(args.packets or n_packets, args.drain_only)
     link_mb = 8 if args.quick else 30
     cap_mb = 12 if args.quick else 40
     as_root = "user root" if os.geteuid() == 0 else ""

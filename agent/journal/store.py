@@ -948,6 +948,42 @@ class Journal:
             return parts[0]
         return b"".join(parts)
 
+    def read_chunk_rows(self, packet_id: str, first: int,
+                        count: int) -> list[tuple[int, bytes, bytes]]:
+        """Stored chunk rows ``first .. first+count-1`` as (index, stored SHA-256, bytes).
+
+        Not re-hashed: for a reader whose receiver verifies the stored digest end to end (the
+        uplink; head office checks each chunk against it). Everyone else uses
+        :meth:`read_range`. Rows of ``chunk_bytes`` (see :class:`PacketInfo`); a missing row
+        quarantines the packet and raises :class:`CorruptPacketError`.
+        """
+        if first < 0 or count < 1:
+            raise JournalError(f"read_chunk_rows: first {first} must be >= 0, count {count} >= 1")
+        with self._read() as conn:
+            conn.execute("BEGIN")  # one snapshot for the metadata and the rows
+            try:
+                info = self._require(conn, packet_id)
+                if info.state in (PURGED, WRITING):
+                    raise InvalidTransitionError(
+                        f"packet {packet_id} is {info.state}; its bytes are not in the journal")
+                if info.chunk_bytes <= 0:
+                    raise JournalError(f"packet {packet_id}: no chunk size recorded")
+                total = chunk_count(info.size, info.chunk_bytes)
+                if first + count > total:
+                    raise JournalError(f"read_chunk_rows: chunks {first}..{first + count - 1} "
+                                       f"past the last chunk ({total - 1})")
+                rows: list[tuple[int, bytes, bytes]] = conn.execute(
+                    "SELECT idx, sha256, data FROM chunks WHERE packet_id = ? AND idx BETWEEN ? AND ? "
+                    "ORDER BY idx", (packet_id, first, first + count - 1)).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        got = [r[0] for r in rows]
+        if got != list(range(first, first + count)):
+            bad = f"chunk rows {first}..{first + count - 1} incomplete (found {got[:5]})"
+            self._quarantine(packet_id, bad)
+            raise CorruptPacketError(f"packet {packet_id}: {bad}; quarantined")
+        return rows
+
     # ------------------------------------------------------------------ packets: state
 
     def mark_sending(self, packet_id: str) -> None:

@@ -33,6 +33,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.config import UplinkConfig
 from agent.envelope import ReplayGuard
+from agent.journal.errors import JournalError
 from agent.uplink.backoff import Backoff
 from agent.uplink.incoming import (
     IncomingValidator,
@@ -143,6 +144,7 @@ class Uplink:
         self.connects = 0
         self.attempts = 0
         self.rejected_messages = 0
+        self._reject_event_failed = False  # one log line per episode, not one per message
         self.broker_max_packet: int | None = None
         self.broker_receive_max: int | None = None
 
@@ -512,7 +514,20 @@ class Uplink:
         self.rejected_messages += 1
         leaf = self.topics.incoming_leaf(topic) or "unknown"
         log.warning("uplink rejected a message on %s: %s", leaf, exc.reason)
-        self.journal.add_event("uplink_message_rejected", {"topic": leaf, "reason": exc.reason})
+        try:
+            self.journal.add_event("uplink_message_rejected", {"topic": leaf, "reason": exc.reason})
+        except JournalError as err:
+            # Runs in paho's on_message: raising would take the link down (and a full disk
+            # would do it for every forged message). The message stays refused either way.
+            if not self._reject_event_failed:
+                log.warning("uplink cannot journal rejected-message events (%s); they are "
+                            "counted in rejected_messages only until the journal accepts them",
+                            type(err).__name__)
+                self._reject_event_failed = True
+            return
+        if self._reject_event_failed:
+            log.info("uplink journals rejected-message events again")
+            self._reject_event_failed = False
 
 
 def public_keys_from(state_dir: Path) -> Callable[[], Mapping[str, Ed25519PublicKey]]:

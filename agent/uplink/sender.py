@@ -3,7 +3,15 @@
 The :class:`Sender` decides what to publish next; the uplink thread (client.py) owns it, feeds it
 broker PUBACKs and head-office acks, and calls :meth:`Sender.pump` whenever the window may have
 room. It never holds more than ``window`` chunks in memory: each chunk is read from the journal
-with ``read_range`` just before it is published, and the backlog stays in the journal.
+just before it is published, and the backlog stays in the journal.
+
+Integrity: when the chunk size equals the journal's row size (the usual case), a chunk is sent as
+its journal row with the SHA-256 stored when the packet was written, without hashing it again:
+head office verifies that digest against the bytes it receives, so damage on the station's disk
+is caught end to end. A chunk head office asks for again ("missing") is re-read through
+``read_range``, which checks it locally and quarantines a damaged packet, so a bad row is never
+resent forever. Other chunk sizes (a broker's small maximum packet size) use ``read_range`` and
+hash the chunk here.
 
 Delivery rules (research note G2-G8):
 
@@ -77,6 +85,8 @@ class PacketInfoLike(Protocol):
     def confirmed_chunks(self) -> frozenset[int]: ...
     @property
     def confirmed_chunk_size(self) -> int: ...
+    @property
+    def chunk_bytes(self) -> int: ...
 
 
 class EventLike(Protocol):
@@ -98,6 +108,8 @@ class JournalLike(Protocol):
     def outbox(self, limit: int) -> Sequence[PacketInfoLike]: ...
     def packet(self, packet_id: str) -> PacketInfoLike | None: ...
     def read_range(self, packet_id: str, offset: int, length: int) -> bytes: ...
+    def read_chunk_rows(self, packet_id: str, first: int,
+                        count: int) -> Sequence[tuple[int, bytes, bytes]]: ...
     def mark_sending(self, packet_id: str) -> None: ...
     def mark_confirmed_chunks(self, packet_id: str, chunk_size: int,
                               indices: Iterable[int]) -> None: ...
@@ -132,7 +144,11 @@ class _Packet:
     sha256: str
     chunk_size: int
     chunks: int
+    # Chunks are the journal's rows: send each with its stored digest (see the module doc).
+    rows: bool = False
     todo: deque[int] = field(default_factory=deque)
+    # Chunks head office asked for again: re-read with the journal's local hash check.
+    check: set[int] = field(default_factory=set)
     inflight: set[int] = field(default_factory=set)
     fallback: list[int] = field(default_factory=list)
     ack_deadline: float | None = None
@@ -233,6 +249,7 @@ class Sender:
         # SQLite and SHA-256 release the GIL). At most ``window`` chunks are read ahead, so
         # memory stays bounded by about 2 x window x chunk whatever the backlog.
         self._pool: ThreadPoolExecutor | None = None  # started on first use, again after close
+        self._mark_pool: ThreadPoolExecutor | None = None
         self._prefetched: dict[tuple[str, int], Future[tuple[bytes, str]]] = {}
         self._marks: dict[str, Future[None]] = {}
         self._journal_full = False  # one log line per full-disk episode, not one per packet
@@ -280,10 +297,13 @@ class Sender:
         self._events_due = -1e9
 
     def close(self) -> None:
-        """Stop the reader thread (waits for the chunk it is reading, if any)."""
+        """Stop the reader and marker threads (waits for the read or mark under way, if any)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._mark_pool is not None:
+            self._mark_pool.shutdown(wait=True, cancel_futures=True)
+            self._mark_pool = None
         self._prefetched.clear()
         self._marks.clear()
 
@@ -303,7 +323,13 @@ class Sender:
         data = self.journal.read_range(packet_id, offset, length)
         return data, hashlib.sha256(data).hexdigest()
 
+    def _read_row(self, packet_id: str, index: int) -> tuple[bytes, str]:
+        ((_, digest, data),) = self.journal.read_chunk_rows(packet_id, index, 1)
+        return data, digest.hex()
+
     def _submit(self, packet: _Packet, index: int) -> Future[tuple[bytes, str]]:
+        if packet.rows and index not in packet.check:
+            return self._reader().submit(self._read_row, packet.packet_id, index)
         offset = index * packet.chunk_size
         length = min(packet.chunk_size, packet.size - offset)
         return self._reader().submit(self._read_chunk, packet.packet_id, offset, length)
@@ -313,26 +339,37 @@ class Sender:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uplink-read")
         return self._pool
 
-    def _read_ahead(self) -> int:
-        """Keep up to ``window`` upcoming chunks being read and hashed by the reader thread.
+    def _marker(self) -> ThreadPoolExecutor:
+        if self._mark_pool is None:
+            self._mark_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uplink-mark")
+        return self._mark_pool
 
-        Returns how many more chunks could be read ahead (0: the read-ahead is full).
+    def _read_ahead(self) -> int:
+        """Plan up to ``window`` upcoming chunks; those needing a hash go to the reader thread.
+
+        Stored-digest rows are read on this thread when they are sent: a read is a SQLite copy
+        (about 0.1 ms), cheaper than waking another thread for it on a busy machine.
+        Returns how many more chunks could be planned (0: the plan is full).
         """
         for key in [k for k in self._prefetched if k[0] not in self.packets]:
             self._prefetched.pop(key).cancel()
         for pid in [p for p in self._marks if p not in self.packets]:
             del self._marks[pid]  # finished without sending a chunk (acked after a query)
+        planned = 0
         for pid in self._sending:
             packet = self.packets.get(pid)
             if packet is None:
                 continue
             for index in packet.todo:
-                if len(self._prefetched) >= self.window:
+                if planned >= self.window:
                     return 0
+                planned += 1
+                if packet.rows and index not in packet.check:
+                    continue
                 key = (pid, index)
                 if key not in self._prefetched:
                     self._prefetched[key] = self._submit(packet, index)
-        return self.window - len(self._prefetched)
+        return self.window - planned
 
     def _fill_pipeline(self, publish: PublishFn) -> None:
         """Read ahead, starting the next packets early so a packet's start is no bubble.
@@ -435,15 +472,16 @@ class Sender:
         if info.confirmed_chunk_size == chunk_size:
             confirmed = info.confirmed_chunks
         chunks = max(1, -(-info.size // chunk_size))
-        packet = _Packet(info.packet_id, info.size, info.sha256, chunk_size, chunks)
+        packet = _Packet(info.packet_id, info.size, info.sha256, chunk_size, chunks,
+                         rows=info.size > 0 and info.chunk_bytes == chunk_size)
         todo = [i for i in range(chunks) if i not in confirmed]
         # attempts > 0: an earlier connection or process sent some of it (the journal turns
         # "sending" back into "queued" at start-up, so the state alone cannot tell).
         resumed = info.state == "sending" or info.attempts > 0
-        # Recorded by the reader thread ahead of this packet's chunk reads (an fsync off this
-        # thread); its outcome is checked before the first chunk goes out.
-        self._marks[info.packet_id] = self._reader().submit(self.journal.mark_sending,
-                                                        info.packet_id)
+        # Recorded by the marker thread (an fsync, off this thread and off the reader, whose
+        # chunk reads must not queue behind it); checked before the first chunk goes out.
+        self._marks[info.packet_id] = self._marker().submit(self.journal.mark_sending,
+                                                            info.packet_id)
         self.packets[info.packet_id] = packet
         if resumed:
             # Ask head office what it already has before sending anything again.
@@ -494,28 +532,40 @@ class Sender:
                 if self._journal_full:
                     log.info("journal writable again: sending resumed")
                     self._journal_full = False
-            future = self._prefetched.pop((packet.packet_id, index), None)
-            if future is None:
+            inline = packet.rows and index not in packet.check
+            future = None if inline else self._prefetched.pop((packet.packet_id, index), None)
+            if future is None and not inline:
                 future = self._submit(packet, index)
             self._fill_pipeline(publish)
             try:
-                data, digest = future.result(timeout=60)
+                if future is None:
+                    data, digest = self._read_row(packet.packet_id, index)
+                else:
+                    data, digest = future.result(timeout=60)
             except JournalError as exc:
                 # The journal quarantines a packet whose chunk fails its hash (and raises the
                 # event); a damaged packet is never published.
                 self._drop_packet(packet, f"journal read failed: {type(exc).__name__}")
                 continue
             except FutureTimeout:
+                assert future is not None  # only futures time out
                 self._prefetched[(packet.packet_id, index)] = future
                 log.warning("journal read of packet %s chunk %d is slow", packet.packet_id, index)
                 return 0.1
             if len(data) != length:
+                if packet.rows and index not in packet.check:
+                    # A row of the wrong length is damage: read_range checks it and quarantines.
+                    log.warning("packet %s chunk %d: stored row has %d of %d bytes; re-reading "
+                                "it with the hash check", packet.packet_id, index, len(data), length)
+                    packet.check.add(index)
+                    continue
                 self._drop_packet(packet, f"chunk {index} read {len(data)} of {length} bytes")
                 continue
             mid = publish(self.topics.packet, data, 1, False,
                           chunk_properties(packet, index, offset, digest), CONTENT_TYPE_CHUNK)
             if mid is None:
-                self._prefetched[(packet.packet_id, index)] = future  # keep it for the retry
+                if future is not None:
+                    self._prefetched[(packet.packet_id, index)] = future  # keep it for the retry
                 return 0.05
             packet.todo.popleft()
             packet.inflight.add(index)
@@ -628,6 +678,7 @@ class Sender:
                           ack.packet_id, self.max_rejects)
             elif packet is not None and not packet.todo and not packet.inflight:
                 packet.todo.extend(range(packet.chunks))
+                packet.check.update(range(packet.chunks))
                 self._want(packet)
                 packet.ack_deadline = None
             return
@@ -644,6 +695,7 @@ class Sender:
                 self.journal.mark_confirmed_chunks(packet.packet_id, packet.chunk_size, held)
             wanted = [i for i in missing if i not in packet.inflight and i not in packet.todo]
             packet.todo.extend(wanted)
+            packet.check.update(wanted)
             self.stats.resent_chunks += len(wanted)
         packet.fallback = []
         if packet.todo:
