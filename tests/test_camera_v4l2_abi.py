@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from drivers.camera import v4l2
 STRUCTS = [
     "v4l2_capability", "v4l2_fmtdesc", "v4l2_frmsizeenum", "v4l2_format", "v4l2_pix_format",
     "v4l2_requestbuffers", "v4l2_buffer", "v4l2_queryctrl", "v4l2_control", "v4l2_timecode",
+    "v4l2_fract", "v4l2_captureparm", "v4l2_streamparm",
 ]
 OFFSETS = [
     ("v4l2_capability", "capabilities"), ("v4l2_capability", "device_caps"),
@@ -27,11 +29,16 @@ OFFSETS = [
     ("v4l2_buffer", "sequence"), ("v4l2_buffer", "memory"), ("v4l2_buffer", "m"),
     ("v4l2_buffer", "length"), ("v4l2_buffer", "request_fd"),
     ("v4l2_queryctrl", "minimum"), ("v4l2_queryctrl", "flags"),
+    ("v4l2_fract", "denominator"), ("v4l2_captureparm", "capturemode"),
+    ("v4l2_captureparm", "timeperframe"), ("v4l2_captureparm", "extendedmode"),
+    ("v4l2_captureparm", "readbuffers"), ("v4l2_captureparm", "reserved"),
+    ("v4l2_streamparm", "parm"),
 ]
 IOCTLS = [
     "VIDIOC_QUERYCAP", "VIDIOC_ENUM_FMT", "VIDIOC_G_FMT", "VIDIOC_S_FMT", "VIDIOC_REQBUFS",
     "VIDIOC_QUERYBUF", "VIDIOC_QBUF", "VIDIOC_DQBUF", "VIDIOC_STREAMON", "VIDIOC_STREAMOFF",
     "VIDIOC_G_CTRL", "VIDIOC_S_CTRL", "VIDIOC_QUERYCTRL", "VIDIOC_ENUM_FRAMESIZES",
+    "VIDIOC_G_PARM", "VIDIOC_S_PARM",
 ]
 CONSTANTS = [
     "V4L2_CAP_VIDEO_CAPTURE", "V4L2_CAP_STREAMING", "V4L2_CAP_DEVICE_CAPS",
@@ -41,7 +48,7 @@ CONSTANTS = [
     "V4L2_CID_BRIGHTNESS", "V4L2_CID_CONTRAST", "V4L2_CID_SATURATION",
     "V4L2_CID_AUTO_WHITE_BALANCE", "V4L2_CID_GAIN", "V4L2_CID_WHITE_BALANCE_TEMPERATURE",
     "V4L2_CID_EXPOSURE_AUTO", "V4L2_CID_EXPOSURE_ABSOLUTE", "V4L2_EXPOSURE_MANUAL",
-    "V4L2_EXPOSURE_APERTURE_PRIORITY",
+    "V4L2_EXPOSURE_APERTURE_PRIORITY", "V4L2_CAP_TIMEPERFRAME", "V4L2_MODE_HIGHQUALITY",
 ]
 
 
@@ -92,6 +99,37 @@ def test_fourcc_round_trip_and_known_values() -> None:
     assert v4l2.fourcc_str(1196444237) == "MJPG"
     with pytest.raises(ValueError):
         v4l2.fourcc("MJPEG")
+
+
+def test_streamparm_capture_sits_at_the_unions_offset(header_values: dict[str, int]) -> None:
+    # timeperframe of a capture streamparm, as the kernel reads it: offset of parm + offset
+    # of timeperframe inside v4l2_captureparm.
+    parm = v4l2.v4l2_streamparm()
+    parm.parm.capture.timeperframe.numerator = 1
+    parm.parm.capture.timeperframe.denominator = 30
+    at = header_values["offsetof_v4l2_streamparm_parm"] + header_values[
+        "offsetof_v4l2_captureparm_timeperframe"]
+    assert bytes(parm)[at:at + 8] == (1).to_bytes(4, sys.byteorder) + (30).to_bytes(4, sys.byteorder)
+
+
+@pytest.mark.parametrize(("fps", "interval"), [
+    (30, (1, 30)), (30.0, (1, 30)), (15, (1, 15)), (7.5, (2, 15)), (29.97, (100, 2997)),
+    (0.5, (2, 1)), (1000, (1, 1000)), (0.001, (1000, 1)),
+])
+def test_interval_for_fps(fps: float, interval: tuple[int, int]) -> None:
+    assert v4l2.interval_for_fps(fps) == interval
+    assert v4l2.fps_of_interval(*interval) == pytest.approx(fps)
+
+
+@pytest.mark.parametrize("bad", [0, 0.0009, -1, 1001, float("nan"), float("inf"), True, "30"])
+def test_interval_for_fps_refuses_nonsense(bad: object) -> None:
+    with pytest.raises(ValueError, match="fps must be a number"):
+        v4l2.interval_for_fps(bad)  # type: ignore[arg-type]
+
+
+def test_fps_of_a_zero_interval_is_unknown() -> None:
+    assert v4l2.fps_of_interval(0, 30) is None
+    assert v4l2.fps_of_interval(1, 0) is None
 
 
 def test_ioctl_names_cover_every_request() -> None:

@@ -85,6 +85,7 @@ class V4l2Camera:
         height: int = 1080,
         formats: Sequence[str] = ("MJPG", "YUYV"),
         buffers: int = 4,
+        fps: float | None = None,
         timeout_s: float = 2.0,
         controls: Mapping[str, int] | None = None,
         min_sharpness: float = 0.0,
@@ -94,10 +95,13 @@ class V4l2Camera:
     ) -> None:
         if not 2 <= buffers <= 4:
             raise ValueError("buffers must be 2-4 (enough to stream, little memory)")
+        if fps is not None:
+            v4l2.interval_for_fps(fps)  # ValueError now, not at open
         self.path = path
         self.want_size = (width, height)
         self.want_formats = tuple(v4l2.fourcc(f) for f in formats)
         self.n_buffers = buffers
+        self.want_fps = fps  # None: leave the camera's own frame interval alone
         self.timeout_s = timeout_s
         self.initial_controls = dict(controls or {})
         self.min_sharpness = min_sharpness
@@ -110,6 +114,7 @@ class V4l2Camera:
         self.pixfmt = 0
         self.width = 0
         self.height = 0
+        self.fps: float | None = None  # what the camera reports after open (None: unknown)
         self.available_formats: tuple[FormatInfo, ...] = ()
         self._maps: list[v4l2.MappedBuffer] = []
         self._streaming = False
@@ -167,7 +172,8 @@ class V4l2Camera:
         except BaseException:
             self.close()
             raise
-        log.info("camera %s open: %s %dx%d", self.path, v4l2.fourcc_str(self.pixfmt), self.width, self.height)
+        log.info("camera %s open: %s %dx%d at %s fps", self.path, v4l2.fourcc_str(self.pixfmt),
+                 self.width, self.height, "?" if self.fps is None else f"{self.fps:.4g}")
 
     def _setup(self) -> None:
         cap = self._ioctl(v4l2.VIDIOC_QUERYCAP, v4l2.v4l2_capability())
@@ -203,6 +209,8 @@ class V4l2Camera:
                 device=self.path,
             )
         self.pixfmt, self.width, self.height = choice, int(got.width), int(got.height)
+        # After S_FMT: the intervals a camera offers depend on the format and size just set.
+        self._set_frame_rate()
         for name, value in self.initial_controls.items():
             self.set_control(name, value)
         req = v4l2.v4l2_requestbuffers()
@@ -221,6 +229,44 @@ class V4l2Camera:
                 self._maps.append(self.sys.mmap(self.fd or -1, buf.length, buf.m.offset))
             except OSError as exc:
                 raise self._os_error(exc, "mmap") from exc
+
+    def _set_frame_rate(self) -> None:
+        """Request ``want_fps`` (VIDIOC_S_PARM) and keep what the camera granted in ``fps``.
+
+        A camera that cannot report or set its interval still streams at its own rate: that
+        is logged, not a fault. Losing the camera or another program holding it still raises.
+        """
+        parm = v4l2.v4l2_streamparm()
+        parm.type = v4l2.V4L2_BUF_TYPE_VIDEO_CAPTURE
+        try:
+            current = self._ioctl(v4l2.VIDIOC_G_PARM, parm).parm.capture
+        except DeviceProtocolError as exc:
+            self.fps = None
+            if self.want_fps is not None:
+                log.warning("camera %s: cannot read its frame rate (%s); streams at its own rate",
+                            self.path, exc)
+            return
+        self.fps = v4l2.fps_of_interval(current.timeperframe.numerator,
+                                        current.timeperframe.denominator)
+        if self.want_fps is None:
+            return
+        if not current.capability & v4l2.V4L2_CAP_TIMEPERFRAME:
+            log.warning("camera %s cannot set its frame rate; streams at %s fps", self.path,
+                        "?" if self.fps is None else f"{self.fps:.4g}")
+            return
+        parm.parm.capture.timeperframe.numerator, parm.parm.capture.timeperframe.denominator = (
+            v4l2.interval_for_fps(self.want_fps))
+        try:
+            granted = self._ioctl(v4l2.VIDIOC_S_PARM, parm).parm.capture.timeperframe
+        except DeviceProtocolError as exc:
+            log.warning("camera %s refused %.4g fps (%s); streams at %s fps", self.path,
+                        self.want_fps, exc, "?" if self.fps is None else f"{self.fps:.4g}")
+            return
+        # The camera snaps the request to an interval it supports and writes that back.
+        self.fps = v4l2.fps_of_interval(granted.numerator, granted.denominator)
+        if self.fps is None or abs(self.fps - self.want_fps) > 0.01 * self.want_fps:
+            log.info("camera %s: asked %.4g fps, granted %s", self.path, self.want_fps,
+                     "?" if self.fps is None else f"{self.fps:.4g}")
 
     def _enum_formats(self) -> Iterator[FormatInfo]:
         for index in range(64):  # bound: a sane camera lists a handful

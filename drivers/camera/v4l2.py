@@ -11,6 +11,8 @@ Layout notes for 64-bit (the sizes differ on 32-bit; ctypes follows the host's C
 * ``v4l2_format`` holds a union with pointers (``v4l2_window``), so the union is 8-aligned and
   there are 4 bytes of padding after ``type``: 208 bytes in all.
 * ``v4l2_buffer`` holds a ``struct timeval`` and a union with ``unsigned long``: 88 bytes.
+* ``v4l2_streamparm`` (frame interval) has only 32-bit members and a 200-byte ``raw_data``
+  in its union: 204 bytes on every ABI.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import mmap
 import os
 import select
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Protocol, TypeVar
 
 _S = TypeVar("_S", bound=ctypes.Structure)
@@ -62,6 +65,22 @@ def fourcc_str(value: int) -> str:
     return bytes((value >> s) & 0xFF for s in (0, 8, 16, 24)).decode("latin-1")
 
 
+def interval_for_fps(fps: float) -> tuple[int, int]:
+    """The ``timeperframe`` (numerator, denominator) for a frame rate: 30 -> (1, 30), 29.97 -> (100, 2997)."""
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0.001 <= fps <= 1000:
+        raise ValueError(f"fps must be a number from 0.001 to 1000, got {fps!r}")
+    # V4L2 speaks seconds per frame as a fraction; NTSC-style rates need a non-unit numerator.
+    rate = Fraction(fps).limit_denominator(1000)
+    return rate.denominator, rate.numerator
+
+
+def fps_of_interval(numerator: int, denominator: int) -> float | None:
+    """Frames per second of a ``timeperframe``; None when the device reports no interval (0)."""
+    if numerator == 0 or denominator == 0:
+        return None
+    return denominator / numerator
+
+
 # --------------------------------------------------------------------------- constants
 
 V4L2_CAP_VIDEO_CAPTURE = 0x00000001
@@ -75,6 +94,8 @@ V4L2_FRMSIZE_TYPE_DISCRETE = 1
 V4L2_FRMSIZE_TYPE_CONTINUOUS = 2
 V4L2_FRMSIZE_TYPE_STEPWISE = 3
 V4L2_BUF_FLAG_ERROR = 0x00000040
+V4L2_CAP_TIMEPERFRAME = 0x1000  # v4l2_captureparm.capability: timeperframe can be set
+V4L2_MODE_HIGHQUALITY = 0x0001
 V4L2_CTRL_FLAG_DISABLED = 0x0001
 V4L2_CTRL_TYPE_INTEGER = 1
 V4L2_CTRL_TYPE_BOOLEAN = 2
@@ -294,6 +315,37 @@ class v4l2_control(ctypes.Structure):
     _fields_ = [("id", ctypes.c_uint32), ("value", ctypes.c_int32)]
 
 
+class v4l2_fract(ctypes.Structure):
+    """A fraction (frame interval: seconds per frame = numerator / denominator)."""
+
+    _fields_ = [("numerator", ctypes.c_uint32), ("denominator", ctypes.c_uint32)]
+
+
+class v4l2_captureparm(ctypes.Structure):
+    """Capture parameters: the frame interval and whether the device lets us set it."""
+
+    _fields_ = [
+        ("capability", ctypes.c_uint32),
+        ("capturemode", ctypes.c_uint32),
+        ("timeperframe", v4l2_fract),
+        ("extendedmode", ctypes.c_uint32),
+        ("readbuffers", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32 * 4),
+    ]
+
+
+class _streamparm_union(ctypes.Union):
+    # v4l2_outputparm has the capture layout with writebuffers for readbuffers; only capture
+    # is used here, and raw_data gives the union its kernel size.
+    _fields_ = [("capture", v4l2_captureparm), ("raw_data", ctypes.c_uint8 * 200)]
+
+
+class v4l2_streamparm(ctypes.Structure):
+    """VIDIOC_G_PARM / VIDIOC_S_PARM."""
+
+    _fields_ = [("type", ctypes.c_uint32), ("parm", _streamparm_union)]
+
+
 VIDIOC_QUERYCAP = _ior("V", 0, v4l2_capability)
 VIDIOC_ENUM_FMT = _iowr("V", 2, v4l2_fmtdesc)
 VIDIOC_G_FMT = _iowr("V", 4, v4l2_format)
@@ -304,6 +356,8 @@ VIDIOC_QBUF = _iowr("V", 15, v4l2_buffer)
 VIDIOC_DQBUF = _iowr("V", 17, v4l2_buffer)
 VIDIOC_STREAMON = _iow("V", 18, ctypes.c_int)
 VIDIOC_STREAMOFF = _iow("V", 19, ctypes.c_int)
+VIDIOC_G_PARM = _iowr("V", 21, v4l2_streamparm)
+VIDIOC_S_PARM = _iowr("V", 22, v4l2_streamparm)
 VIDIOC_G_CTRL = _iowr("V", 27, v4l2_control)
 VIDIOC_S_CTRL = _iowr("V", 28, v4l2_control)
 VIDIOC_QUERYCTRL = _iowr("V", 36, v4l2_queryctrl)

@@ -200,6 +200,7 @@ class FakeUvcCamera:
     ) -> None:
         self.source: FrameSource = source or PortraitSource()
         self.fps = fps
+        self.max_fps = fps  # VIDIOC_S_PARM grants any rate up to this one
         self.formats = tuple(formats)
         self.sizes = tuple(sizes)
         self.card = card
@@ -460,6 +461,28 @@ class FakeUvcCamera:
         self._streaming = False
         self._queued.clear()
         self._done.clear()
+
+    def _vidioc_g_parm(self, arg: bytearray) -> None:
+        parm = v4l2.v4l2_streamparm.from_buffer(arg)
+        if parm.type != v4l2.V4L2_BUF_TYPE_VIDEO_CAPTURE:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        cap = parm.parm.capture
+        cap.capability = v4l2.V4L2_CAP_TIMEPERFRAME
+        cap.capturemode = cap.extendedmode = cap.readbuffers = 0
+        cap.timeperframe.numerator, cap.timeperframe.denominator = v4l2.interval_for_fps(self.fps)
+
+    def _vidioc_s_parm(self, arg: bytearray) -> None:
+        parm = v4l2.v4l2_streamparm.from_buffer(arg)
+        if parm.type != v4l2.V4L2_BUF_TYPE_VIDEO_CAPTURE:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        if self._streaming or self.busy:
+            raise OSError(errno.EBUSY, "Device or resource busy")  # as uvcvideo while streaming
+        tpf = parm.parm.capture.timeperframe
+        # Like uvcvideo: a zero interval asks for the nominal (fastest) rate, one the camera
+        # cannot do is clamped into 1 fps..nominal; the granted interval is written back.
+        wanted = tpf.denominator / tpf.numerator if tpf.numerator and tpf.denominator else self.max_fps
+        self.fps = min(max(wanted, 1.0), self.max_fps)
+        self._vidioc_g_parm(arg)
 
     def _vidioc_queryctrl(self, arg: bytearray) -> None:
         q = v4l2.v4l2_queryctrl.from_buffer(arg)
