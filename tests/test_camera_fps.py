@@ -10,10 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from drivers.camera import v4l2
-from drivers.camera.driver import V4l2Camera
 from drivers.emulators.camera import FakeUvcCamera, PortraitSource
+from tests.test_camera_driver import SMALL, make  # the driver tests' way to build the camera
 
-SMALL = ((320, 240), (640, 480))
 LOGGER = "drivers.camera.driver"
 
 
@@ -32,18 +31,12 @@ class FixedRateCamera(FakeUvcCamera):
         v4l2.v4l2_streamparm.from_buffer(arg).parm.capture.capability = 0
 
 
-def make(hw: FakeUvcCamera, **kwargs: object) -> V4l2Camera:
-    opts: dict[str, object] = {"width": 640, "height": 480, "timeout_s": 1.0}
-    opts.update(kwargs)
-    return V4l2Camera("/dev/video0", syscalls=hw, emulated=True, **opts)  # type: ignore[arg-type]
-
-
 @pytest.fixture
 def hw() -> Iterator[FakeUvcCamera]:
+    """A fast fake camera (200 fps nominal); fails the test if it is left open or mapped."""
     fake = FakeUvcCamera(PortraitSource(), fps=200.0, sizes=SMALL)
     yield fake
-    assert not fake.open_fds, "camera left open"
-    assert fake.mapped == 0, "buffers left mapped"
+    assert not fake.open_fds and fake.mapped == 0, "camera left open"
 
 
 def test_without_a_configured_rate_the_camera_keeps_its_own(hw: FakeUvcCamera) -> None:
