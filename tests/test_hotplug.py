@@ -7,9 +7,8 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from drivers.base import DeviceIdentity, SelfTestResult
 from drivers.errors import DeviceMissingError
 from firmware_protocols.errors import CodecError, EncodeError, FrameError
 from firmware_protocols.uevent import MAX_UEVENT_BYTES, UEvent, encode_uevent, parse_uevent
+from tests.test_devices_manager import wait_for
 
 # Recorded from this kernel (6.18) with a netlink socket while writing to sysfs uevent files.
 RECORDED_NET_CHANGE = (
@@ -35,15 +35,6 @@ RECORDED_TTY_ADD = (
     b"SUBSYSTEM=tty\x00SYNTH_UUID=11111111-2222-3333-4444-555555555556\x00MAJOR=4\x00MINOR=0\x00"
     b"DEVNAME=tty0\x00SEQNUM=837\x00"
 )
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Wait (bounded) for a condition another thread will reach; fail the test otherwise."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not reached in time")
-        time.sleep(0.01)
 
 
 # --------------------------------------------------------------------------- codec
