@@ -212,6 +212,12 @@ class PrintingPart:
                                     forecast_window_days=p.forecast_window_days)
         if any(d.role == "printer" for d in self.config.devices.values()):
             self.worker = PrinterWorker(self.service, lambda: _open_printer(self.config))
+            # Opened after READY=1 like the other devices (after_ready); until then say so.
+            self.worker.state = "starting"
+
+    def after_ready(self) -> None:
+        """Start the printer's owner thread (it opens the printer)."""
+        if self.worker is not None:
             self.worker.start()
 
     def stop(self) -> None:
