@@ -352,6 +352,40 @@ def extra_environ(extra: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+class StepMemory:
+    """Wraps a StationClient's ``call``: the daemon's peak RSS during each call, by kind of step.
+
+    Before each call the daemon's VmHWM is reset (``/proc/PID/clear_refs`` = 5), so VmHWM after
+    it is that call's peak. The whole run's peak is then the largest of: VmHWM before the first
+    reset (start-up, sign-in), every call's peak and VmHWM at the end.
+    """
+
+    def __init__(self, call: Callable[..., Any], pid: int) -> None:
+        self.inner = call
+        self.pid = pid
+        self.start_hwm = proc_status_kib(pid, "VmHWM")
+        self.peak = self.start_hwm
+        self.growth: dict[str, int] = {}  # kind -> largest (peak - RSS before) in KiB
+
+    @staticmethod
+    def kind(path: str) -> str:
+        """face, finger, iris, signature, seal or other (the step a call belongs to)."""
+        if "/capture/" in path:
+            return path.rsplit("/", 1)[1].split(".")[0]
+        return "seal" if path.endswith("/seal") else "other"
+
+    def __call__(self, method: str, path: str, *args: Any, **kw: Any) -> Any:
+        Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+        before = proc_status_kib(self.pid, "VmRSS")
+        try:
+            return self.inner(method, path, *args, **kw)
+        finally:
+            hwm = proc_status_kib(self.pid, "VmHWM")
+            self.peak = max(self.peak, hwm)
+            kind = self.kind(path)
+            self.growth[kind] = max(self.growth.get(kind, 0), hwm - before)
+
+
 def bench_enroll(tmp: Path, quick: bool) -> None:
     """Agent-side time per enrollment and the daemon's peak RSS during one.
 
@@ -374,21 +408,22 @@ def bench_enroll(tmp: Path, quick: bool) -> None:
         assert st.proc is not None
         idle = proc_status_kib(st.proc.pid, "VmRSS")
         client = st.client()
+        memory = StepMemory(client.call, st.proc.pid)
         agent_s: list[float] = []
         wall_s: list[float] = []
         seal_s: list[float] = []
         for i in range(1 if quick else 3):
-            timed = TimedCalls(client.call)
+            timed = TimedCalls(memory)
             client.call = timed
             t0 = time.perf_counter()
             result = client.enroll(applicant(100 + i, district_code="647201"))
             wall_s.append(time.perf_counter() - t0)
-            client.call = timed.inner
+            client.call = memory.inner
             if not result.get("packet_id"):
                 raise RuntimeError(f"enrollment not sealed: {result}")
             agent_s.append(sum(s for _m, p, s in timed.calls if "/capture/" not in p))
             seal_s.append(sum(s for _m, p, s in timed.calls if p.endswith("/seal")))
-        hwm = proc_status_kib(st.proc.pid, "VmHWM")
+        hwm = max(memory.peak, proc_status_kib(st.proc.pid, "VmHWM"))
         anon, file_ = (proc_status_kib(st.proc.pid, f) for f in ("RssAnon", "RssFile"))
     finally:
         st.stop()
@@ -400,6 +435,9 @@ def bench_enroll(tmp: Path, quick: bool) -> None:
         "<= 1 s")
     row("daemon peak RSS (VmHWM) from start through the enrollments", f"{hwm / 1024:.1f} MB",
         f"daemon idle RSS after sign-in {idle / 1024:.1f} MB", f"{hwm / idle:.2f}", "<= 60 MB")
+    steps = ", ".join(f"{k} +{v / 1024:.1f}" for k, v in sorted(memory.growth.items(), key=lambda kv: -kv[1]))
+    row("largest peak growth of one API call, by step (MB over the RSS before the call)", steps,
+        f"daemon peak before the enrollments (start, sign-in) {memory.start_hwm / 1024:.1f} MB", "-", "-")
     row("daemon RSS after the enrollments: anonymous / file-backed (libraries)",
         f"{anon / 1024:.1f} / {file_ / 1024:.1f} MB", f"daemon idle RSS after sign-in {idle / 1024:.1f} MB",
         f"{(anon + file_) / idle:.2f}", "-")
