@@ -25,6 +25,7 @@ from agent.testbed.station import write_toml
 from tests.conftest import IN_CI, require_mosquitto
 from tests.reliability.crashloop import LIVE_STATES
 from tests.reliability.harness import Office, StationProcess, station_config
+from tests.test_journal_enospc import ballast
 
 SMALL_JOURNAL = {"max_packet_bytes": 512 * 1024, "reserve_bytes": 256 * 1024, "max_bytes": 1024**3}
 TMPFS = "size=16m,mode=0700"
@@ -95,11 +96,17 @@ def check_nothing_lost(office: Office, station: StationProcess) -> None:
 
 
 def test_full_disk_space_returned_by_the_technician(tmp_path: Path) -> None:
-    """No floor: packets die mid-write on a real ENOSPC; then the filesystem grows (space returns)."""
+    """No floor: refused by the journal's own bound; then something else takes every free byte
+    (a real ENOSPC for anything that writes); then the file system grows (space returns)."""
     with tmpfs_office(tmp_path, floor=0) as (office, proxy, mnt):
         station = fill_until_refused(office, proxy, tmp_path)
         try:
             before = set(station.saved())
+            ballast(mnt)
+            refused = len(station.refused())
+            assert station.wait_for(lambda f: f[0] == "REFUSED" and len(station.refused()) > refused + 2,
+                                    timeout=30) is not None, station.seen[-5:]
+            assert set(station.refused()) == {"journal_full"}, station.refused()
             subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
             t0 = time.monotonic()
             again = station.wait_for(lambda f: f[0] == "SAVED" and f[2] not in before, timeout=60)
@@ -111,12 +118,6 @@ def test_full_disk_space_returned_by_the_technician(tmp_path: Path) -> None:
         check_nothing_lost(office, station)
 
 
-@pytest.mark.skipif(os.environ.get("REKAM_KNOWN_BUGS") != "1",
-                    reason="known-bug test (70 s); run with REKAM_KNOWN_BUGS=1 (docs/reliability.md)")
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug (docs/reliability.md): the journal's headroom leaves no room for the WAL checkpoint, "
-    "so the disk fills despite the floor; then the purge after head office's ack fails with "
-    "SQLITE_FULL, the uplink loops on JournalFullError and delivery never frees space"))
 def test_full_disk_space_returned_by_delivery(tmp_path: Path) -> None:
     """With the floor: refused before the disk is full; the link returns, delivery+purge free space."""
     with tmpfs_office(tmp_path, floor=4 * 1024**2) as (office, proxy, _mnt):
@@ -131,6 +132,37 @@ def test_full_disk_space_returned_by_delivery(tmp_path: Path) -> None:
         finally:
             station.kill()
         check_nothing_lost(office, station)
+
+
+def test_really_full_disk_space_returned_by_delivery(tmp_path: Path) -> None:
+    """Reliability finding 2: every byte of the disk taken; the link returns; the acks, purges
+    and events that free space are still written, every packet reaches head office and the
+    space returns to the file system within a minute."""
+    with tmpfs_office(tmp_path, floor=0) as (office, proxy, mnt):
+        station = fill_until_refused(office, proxy, tmp_path)
+        try:
+            before = set(station.saved())
+            ballast(mnt)
+            full = shutil.disk_usage(mnt).free
+            proxy.refuse(False)
+            t0 = time.monotonic()
+            deadline = t0 + 60
+            while time.monotonic() < deadline and not all(office.stored(p) for p in before):
+                time.sleep(0.2)
+            stored = time.monotonic() - t0
+            assert all(office.stored(p) for p in before), "not delivered within a minute"
+            while time.monotonic() < deadline and shutil.disk_usage(mnt).free < full + 2 * 1024**2:
+                time.sleep(0.2)
+            freed = shutil.disk_usage(mnt).free - full
+            print(f"really full disk ({full} bytes free): {len(before)} packets at head office "
+                  f"{stored:.1f} s after the link returned; {freed / 1024**2:.1f} MiB back on the "
+                  f"file system {time.monotonic() - t0:.1f} s after")
+            assert freed >= 2 * 1024**2, "purges did not give the space back within a minute"
+        finally:
+            station.kill()
+        check_nothing_lost(office, station)
+        states = office.journal_states()
+        assert {states[p] for p in before} == {"purged"}
 
 
 FIU_FAULTS = ["enable_random name=posix/io/sync/fdatasync,probability=0.05",

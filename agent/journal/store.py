@@ -20,6 +20,7 @@ Python layer per row and would not let us bind a memoryview without copying.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -34,7 +35,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.config import JournalConfig
 from agent.faults import crash_point
@@ -85,8 +86,15 @@ _DDL_RE = re.compile(
     re.IGNORECASE,
 )
 _MAX_EVENT_BYTES = 64 * 1024
-_WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024
+# Small: the headroom check keeps this much free for the WAL's growth (disk_kept_back).
+_WAL_CHECKPOINT_BYTES = 1024 * 1024
 _MAX_IDLE_READERS = 4
+# Pages an incremental vacuum moves per step before the WAL is truncated again: a quarter
+# of the free disk, within these bounds (a moved page costs up to 3 frames: 2 pages need
+# ~100 KiB of WAL, within the smallest useful reserve; 4096 pages = 64 MiB).
+_VACUUM_MIN_STEP_PAGES = 2
+_VACUUM_MAX_STEP_PAGES = 4096
+_T = TypeVar("_T")
 _PACKET_COLS = (
     "packet_id, station_id, created_at, size, sha256, state, priority, attempts, rejects,"
     " confirmed_chunks, confirmed_chunk_size, exported_at, chunk_bytes, last_error, saved_at,"
@@ -167,18 +175,107 @@ def _check_id(value: str, what: str) -> str:
     return value
 
 
-def compute_headroom(cfg: JournalConfig, *, used: int, waiting: int, oldest: str | None,
-                     free: int, reserve_present: bool, warning: bool) -> Headroom:
-    """Decide whether one more ``max_packet_bytes`` packet fits, and word it for the operator."""
-    # A packet passes through the WAL before a checkpoint copies it into the database
-    # file, so the disk must briefly hold it twice.
-    need_disk = 2 * cfg.max_packet_bytes + cfg.free_disk_floor_bytes
+# SQLite's on-disk arithmetic (https://www.sqlite.org/fileformat2.html), used to bound what a
+# packet costs on disk before SQLite finds out the hard way (docs/journal.md "The real bound").
+_WAL_FRAME_HEADER = 24
+_MAX_ID_BYTES = 128
+# A chunk record: header varints, packet id, idx, 32-byte digest, then the blob.
+_RECORD_OVERHEAD = 8 + _MAX_ID_BYTES + 8 + 32
+# Cell pointer, payload-size and rowid varints around a record in a table leaf.
+_CELL_OVERHEAD = 2 + 3 + 9
+# Index (packet_id, idx) entries, counted at half-full pages (random ids split leaves).
+_INDEX_ENTRY_BYTES = 2 * (_MAX_ID_BYTES + 24)
+# Pages a packet touches besides its chunks: the packets row and its index, b-tree interior
+# pages of three trees, a pointer-map page, the header page, a freelist trunk.
+_PACKET_FIXED_PAGES = 12
+# The page cache (cache_size = -2048: 128 pages of 16 KiB) spills dirty pages into the WAL
+# mid-transaction; the few b-tree pages still being filled are then written again.
+_SPILL_EVERY_PAGES = 100
+_SPILL_REWRITE_PAGES = 8
+
+
+def chunk_pages_bytes(length: int, page_size: int = PAGE_SIZE) -> int:
+    """Upper bound of database bytes one chunk row of ``length`` bytes occupies (whole pages)."""
+    usable = page_size
+    max_local = usable - 35
+    min_local = (usable - 12) * 32 // 255 - 23
+    payload = length + _RECORD_OVERHEAD
+    if payload <= max_local:
+        overflow, local = 0, payload
+    else:
+        keep = min_local + (payload - min_local) % (usable - 4)
+        local = keep if keep <= max_local else min_local
+        overflow = -(-(payload - local) // (usable - 4))
+        local += 4  # the first overflow page's number
+    per_leaf = max(1, (usable - 8) // (local + _CELL_OVERHEAD))
+    leaf_share = -(-usable // per_leaf)
+    body = overflow * usable + leaf_share + _INDEX_ENTRY_BYTES
+    # One pointer-map page per usable/5 pages (auto_vacuum) and one interior cell per page.
+    return body + body // (usable // 5) + body // 1000
+
+
+def packet_pages_bytes(size: int, chunk_bytes: int, page_size: int = PAGE_SIZE) -> int:
+    """Upper bound of database bytes a packet of ``size`` bytes occupies, page cache spills included."""
+    full, rest = divmod(size, chunk_bytes)
+    chunks = full * chunk_pages_bytes(chunk_bytes, page_size)
+    if rest:
+        chunks += chunk_pages_bytes(rest, page_size)
+    spills = chunks // (_SPILL_EVERY_PAGES * page_size) + 1
+    return chunks + (_PACKET_FIXED_PAGES + spills * _SPILL_REWRITE_PAGES) * page_size
+
+
+def packet_disk_bytes(size: int, chunk_bytes: int) -> int:
+    """Disk a packet of ``size`` bytes takes until its checkpoint ends: its pages twice (WAL + file)."""
+    pages = packet_pages_bytes(size, chunk_bytes)
+    return pages + wal_bytes_for(pages)
+
+
+def wal_bytes_for(db_bytes: int, page_size: int = PAGE_SIZE) -> int:
+    """WAL bytes needed to log ``db_bytes`` of pages (each frame adds a 24-byte header)."""
+    return db_bytes + -(-db_bytes // page_size) * _WAL_FRAME_HEADER
+
+
+def wal_cap_bytes(page_size: int = PAGE_SIZE) -> int:
+    """How large the WAL may grow between checkpoints from small writes (acks, events)."""
+    # The automatic checkpoint runs after the commit that crossed the threshold: one small
+    # transaction (at most a 64 KiB event, a few pages) past it, plus the WAL header.
+    return wal_bytes_for(_WAL_CHECKPOINT_BYTES + 8 * page_size, page_size) + 32
+
+
+def disk_needed_for_packet(cfg: JournalConfig, *, wal_bytes: int | None = None,
+                        pending_bytes: int = 0, reserve_present: bool = True) -> int:
+    """Free bytes the disk must have for one more ``max_packet_bytes`` packet (the real bound).
+
+    A packet is written as WAL frames and then copied page by page into the database file
+    by a checkpoint while the WAL still holds it: the disk carries it twice. Frames already
+    committed but not yet checkpointed (``pending_bytes``) may grow the database by as much.
+    Acks and events append to the WAL until the automatic checkpoint; ``journal_size_limit``
+    keeps the file at that size afterwards, so only its growth beyond today's size
+    (``wal_bytes``; None: unknown, assume none of it exists) is still to be found.
+    """
+    return packet_disk_bytes(cfg.max_packet_bytes, cfg.chunk_bytes) + disk_kept_back(
+        cfg, wal_bytes=wal_bytes, pending_bytes=pending_bytes, reserve_present=reserve_present)
+
+
+def disk_kept_back(cfg: JournalConfig, *, wal_bytes: int | None, pending_bytes: int,
+                   reserve_present: bool) -> int:
+    """Free bytes no packet may use: WAL growth still possible, pending checkpoint, floor, reserve."""
+    wal_now = 0 if wal_bytes is None else wal_bytes
+    need = max(0, wal_cap_bytes() - wal_now) + pending_bytes + cfg.free_disk_floor_bytes
     if not reserve_present:
-        need_disk += cfg.reserve_bytes  # the reserve was spent: win it back first
+        need += cfg.reserve_bytes  # the reserve was spent: win it back first
+    return need
+
+
+def compute_headroom(cfg: JournalConfig, *, used: int, waiting: int, oldest: str | None,
+                     free: int, reserve_present: bool, warning: bool,
+                     wal_bytes: int | None = None, pending_bytes: int = 0) -> Headroom:
+    """Decide whether one more ``max_packet_bytes`` packet fits, and word it for the operator."""
+    need_disk = disk_needed_for_packet(cfg, wal_bytes=wal_bytes, pending_bytes=pending_bytes,
+                                    reserve_present=reserve_present)
     quota_ok = used + cfg.max_packet_bytes <= cfg.max_bytes
     disk_ok = free >= need_disk
-    since = f" sejak {oldest[:16].replace('T', ' ')} UTC" if oldest else ""
-    since_en = f" since {oldest[:16].replace('T', ' ')} UTC" if oldest else ""
+    since, since_en = _since(oldest)
     if quota_ok and disk_ok:
         msg_id, msg_en = "Penyimpanan cukup.", "Storage OK."
         if warning:
@@ -187,17 +284,29 @@ def compute_headroom(cfg: JournalConfig, *, used: int, waiting: int, oldest: str
             msg_en = (f"Storage nearly full: {waiting} packets waiting to be sent{since_en}. "
                       "Check the network link.")
     else:
-        where_id = "kuota penyimpanan" if not quota_ok else "disk"
-        where_en = "the storage quota" if not quota_ok else "the disk"
-        msg_id = (f"Perekaman ditolak: {where_id} penuh. {waiting} paket menunggu dikirim"
-                  f"{since}. Periksa sambungan internet, atau jalankan `rekam export` "
-                  "ke media lepas.")
-        msg_en = (f"Enrollment refused: {where_en} is full. {waiting} packets are waiting to "
-                  f"be sent{since_en}. Check the network link, or run `rekam export` to "
-                  "removable media.")
+        msg_id, msg_en = _refusal(quota_ok, waiting, oldest)
     return Headroom(ok=quota_ok and disk_ok, message_id=msg_id, message_en=msg_en,
                     backlog_packets=waiting, oldest_created=oldest, free_bytes=free,
                     used_bytes=used, warning=warning)
+
+
+def _since(oldest: str | None) -> tuple[str, str]:
+    when = oldest[:16].replace("T", " ") if oldest else None
+    return (f" sejak {when} UTC", f" since {when} UTC") if when else ("", "")
+
+
+def _refusal(quota_ok: bool, waiting: int, oldest: str | None) -> tuple[str, str]:
+    """The operator's refusal, in Indonesian and English: why, what waits, what to do."""
+    since, since_en = _since(oldest)
+    where_id = "kuota penyimpanan" if not quota_ok else "disk"
+    where_en = "the storage quota" if not quota_ok else "the disk"
+    msg_id = (f"Perekaman ditolak: {where_id} penuh. {waiting} paket menunggu dikirim"
+              f"{since}. Periksa sambungan internet, atau jalankan `rekam export` "
+              "ke media lepas.")
+    msg_en = (f"Enrollment refused: {where_en} is full. {waiting} packets are waiting to "
+              f"be sent{since_en}. Check the network link, or run `rekam export` to "
+              "removable media.")
+    return msg_id, msg_en
 
 
 class PacketSink:
@@ -208,7 +317,9 @@ class PacketSink:
     """
 
     def __init__(self, journal: Journal, packet_id: str, station_id: str, created_at: str,
-                 priority: int, chunk_bytes: int, quota_left: int) -> None:
+                 priority: int, chunk_bytes: int, quota_left: int,
+                 disk_left: int | None = None,
+                 disk_message: tuple[str, str] = ("", "")) -> None:
         self._journal = journal
         self.packet_id = packet_id
         self._station_id = station_id
@@ -216,6 +327,8 @@ class PacketSink:
         self._priority = priority
         self._chunk_bytes = chunk_bytes
         self._quota_left = quota_left
+        self._disk_left = disk_left
+        self._disk_message = disk_message
         self._max_packet = journal.cfg.max_packet_bytes
         self._buf = bytearray()
         self._hash = hashlib.sha256()
@@ -273,6 +386,14 @@ class PacketSink:
                 f"packet {self.packet_id}: journal quota (journal.max_bytes) reached; "
                 "nothing of this packet was kept"
             )
+        if self._disk_left is not None and \
+                packet_disk_bytes(self._stored + len(data), self._chunk_bytes) > self._disk_left:
+            # Refused before SQLite meets ENOSPC: the WAL, the checkpoint's copy and the
+            # floor must all still fit (disk_needed_for_packet).
+            self.abort()
+            msg_id, msg_en = self._disk_message
+            raise JournalFullError(f"packet {self.packet_id}: {msg_en} Nothing of this packet "
+                                   "was kept.", message_id=msg_id)
         # Both hashes inline: a helper thread for the whole-file hash was measured slower
         # (GIL hand-offs per chunk cost more than the overlap gained on 2 cores).
         self._hash.update(data)
@@ -363,6 +484,9 @@ class Journal:
         self._warning = False
         self._conn: sqlite3.Connection | None = None
         self._reopen_needed = False
+        # Committed WAL bytes the last checkpoint could not copy yet (they may still grow
+        # the database file); the writer updates it, headroom() reads it without waiting.
+        self._wal_pending = 0
 
     # ------------------------------------------------------------------ open / close
 
@@ -416,9 +540,10 @@ class Journal:
             conn.execute("PRAGMA foreign_keys = ON")
             # A small page cache: memory must not grow with packet size (<= 8 MB budget).
             conn.execute("PRAGMA cache_size = -2048")
-            # Checkpoint once ~4 MiB of committed frames sit in the WAL (SQLite's default in
-            # bytes with 4 KiB pages). Committed data must not pile up in the WAL: on a full
-            # disk a checkpoint would need room to grow the database file and never get it.
+            # Checkpoint once ~1 MiB of committed frames sit in the WAL (a quarter of SQLite's
+            # default: every byte the WAL may grow by is disk the headroom must keep free).
+            # Committed data must not pile up in the WAL: on a full disk a checkpoint would
+            # need room to grow the database file and never get it.
             conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_CHECKPOINT_BYTES // PAGE_SIZE}")
             # After a checkpoint the WAL file is cut back to this, returning disk space.
             conn.execute(f"PRAGMA journal_size_limit = {_WAL_CHECKPOINT_BYTES}")
@@ -683,13 +808,14 @@ class Journal:
 
     def _quarantine(self, packet_id: str, reason: str) -> None:
         log.error("journal: packet %s quarantined: %s", packet_id, reason)
-        with self._txn("quarantine") as conn:
+        def change(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE packets SET state = 'quarantined', quarantined_at = ?, last_error = ? "
                 "WHERE packet_id = ? AND state IN ('queued','sending')",
                 (self._now(), reason, packet_id))
             self._add_event_in(conn, "packet_quarantined",
                                {"packet_id": packet_id, "reason": reason})
+        self._write("quarantine", change)
 
     # ------------------------------------------------------------------ packets: write
 
@@ -715,12 +841,20 @@ class Journal:
             if quota_left <= 0:
                 raise JournalFullError(
                     f"journal quota reached ({used} of {self.cfg.max_bytes} bytes)")
+            disk_left = self._disk_left(conn)
+            waiting, oldest = conn.execute(
+                "SELECT count(*), min(created_at) FROM packets "
+                "WHERE state IN ('queued','sending','quarantined')").fetchone()
+            message = _refusal(True, int(waiting), oldest)
+            if disk_left < packet_disk_bytes(1, self.cfg.chunk_bytes):
+                raise JournalFullError(f"packet {packet_id}: {message[1]} Nothing of this "
+                                       "packet was kept.", message_id=message[0])
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise _map_sqlite_error(exc, f"packet {packet_id}") from exc
             sink = PacketSink(self, packet_id, station_id, created, priority,
-                              self.cfg.chunk_bytes, quota_left)
+                              self.cfg.chunk_bytes, quota_left, disk_left, message)
             self._owner = threading.current_thread()
             self._sink = sink
             return sink
@@ -790,6 +924,35 @@ class Journal:
         finally:
             self._cv.release()
 
+    def _disk_left(self, conn: sqlite3.Connection) -> int:
+        """With the lock held: free bytes a new packet may use without SQLite meeting ENOSPC."""
+        try:
+            self._wal_pending = self._checkpoint_on(conn, "PASSIVE")
+        except sqlite3.Error as exc:
+            # The checkpoint could not grow the database file: the disk is already too full.
+            log.warning("journal: checkpoint before a packet failed: %s", exc)
+            return -1
+        free = shutil.disk_usage(self.path.parent).free
+        return free - disk_kept_back(self.cfg, wal_bytes=self._wal_size(),
+                                     pending_bytes=self._wal_pending,
+                                     reserve_present=self._reserve_ok())
+
+    def _checkpoint_on(self, conn: sqlite3.Connection, mode: str) -> int:
+        """Run one checkpoint; return the bytes of committed frames it could not copy yet."""
+        row = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        if row is None or row[1] < 0:
+            return 0
+        return max(0, int(row[1]) - int(row[2])) * PAGE_SIZE
+
+    def _wal_size(self) -> int:
+        try:
+            return self.path.with_name(self.path.name + "-wal").stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _reserve_ok(self) -> bool:
+        return self.cfg.reserve_bytes == 0 or self._reserve_path.exists()
+
     def _checkpoint(self) -> None:
         """With the lock held: copy committed WAL frames into the database file now.
 
@@ -803,7 +966,7 @@ class Journal:
         if conn is None:
             return
         try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self._wal_pending = self._checkpoint_on(conn, "PASSIVE")
         except sqlite3.Error as exc:
             log.warning("journal: checkpoint failed: %s", exc)
 
@@ -819,7 +982,8 @@ class Journal:
             return
         if free is None:
             free = shutil.disk_usage(self.path.parent).free
-        if free < size + 2 * self.cfg.max_packet_bytes + self.cfg.free_disk_floor_bytes:
+        if free < size + disk_needed_for_packet(self.cfg, wal_bytes=self._wal_size(),
+                                             pending_bytes=self._wal_pending):
             return
         try:
             fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
@@ -988,12 +1152,13 @@ class Journal:
 
     def mark_sending(self, packet_id: str) -> None:
         """queued|sending -> sending; counts one more attempt."""
-        with self._txn("mark_sending") as conn:
+        def change(conn: sqlite3.Connection) -> None:
             info = self._require(conn, packet_id)
             if info.state not in (QUEUED, SENDING):
                 raise InvalidTransitionError(f"packet {packet_id}: cannot send from {info.state}")
             conn.execute("UPDATE packets SET state = 'sending', attempts = attempts + 1, "
                          "sending_at = ? WHERE packet_id = ?", (self._now(), packet_id))
+        self._write("mark_sending", change)
 
     def mark_confirmed_chunks(self, packet_id: str, chunk_size: int,
                               indices: Iterable[int]) -> None:
@@ -1001,7 +1166,8 @@ class Journal:
         idx = frozenset(indices)
         if chunk_size <= 0:
             raise JournalError(f"chunk_size {chunk_size} must be > 0")
-        with self._txn("mark_confirmed_chunks") as conn:
+
+        def change(conn: sqlite3.Connection) -> None:
             info = self._require(conn, packet_id)
             if info.state in (DELIVERED, PURGED):
                 return  # late news about a packet already acknowledged whole
@@ -1013,19 +1179,22 @@ class Journal:
             merged = idx | info.confirmed_chunks if chunk_size == info.confirmed_chunk_size else idx
             conn.execute("UPDATE packets SET confirmed_chunks = ?, confirmed_chunk_size = ? "
                          "WHERE packet_id = ?", (bitmap_from(sorted(merged)), chunk_size, packet_id))
+        self._write("mark_confirmed_chunks", change)
 
     def mark_delivered(self, packet_id: str, sha256: str) -> None:
         """Head office verified the whole packet: delivered, then purged per retention."""
-        with self._txn("mark_delivered") as conn:
+        def change(conn: sqlite3.Connection) -> bool:
             info = self._require(conn, packet_id)
             if sha256.lower() != info.sha256:
                 raise HashMismatchError(
                     f"packet {packet_id}: acknowledged hash does not match the journaled packet")
             if info.state in (DELIVERED, PURGED):
-                return  # a repeated ack: at-least-once on the wire
+                return False  # a repeated ack: at-least-once on the wire
             conn.execute("UPDATE packets SET state = 'delivered', delivered_at = ? "
                          "WHERE packet_id = ?", (self._now(), packet_id))
-        log.info("journal: packet %s delivered", packet_id)
+            return True
+        if self._write("mark_delivered", change):
+            log.info("journal: packet %s delivered", packet_id)
         if self.cfg.retention_seconds == 0:
             try:
                 self.purge_due()
@@ -1044,7 +1213,8 @@ class Journal:
     def record_reject(self, packet_id: str, reason: str, max_rejects: int) -> bool:
         """Head office rejected the packet: count it; quarantine at ``max_rejects``. True if now quarantined."""
         reason = str(reason)[:500]
-        with self._txn("record_reject") as conn:
+
+        def change(conn: sqlite3.Connection) -> bool:
             info = self._require(conn, packet_id)
             if info.state == QUARANTINED:
                 return True
@@ -1061,51 +1231,119 @@ class Journal:
             if quarantine:
                 self._add_event_in(conn, "packet_quarantined",
                                    {"packet_id": packet_id, "reason": reason, "rejects": rejects})
-        return quarantine
+            return quarantine
+        return self._write("record_reject", change)
 
     def purge_due(self) -> int:
-        """Purge delivered packets past retention (secure delete, tombstone kept); count them."""
-        try:
-            return self._purge_due()
-        except JournalFullError:
-            # Zeroing freed pages writes them once more; on a full disk use the reserve.
-            if not self._release_reserve():
-                raise
-            return self._purge_due()
+        """Purge delivered packets past retention (secure delete, tombstone kept); count them.
 
-    def _purge_due(self) -> int:
+        The tombstone comes first; the chunk rows then go in transactions sized to the free
+        disk, each followed by a checkpoint that truncates the WAL, and an incremental vacuum
+        in steps returns the pages to the file system. So a purge on a full disk needs room
+        for a few hundred KiB of zeroed pages, not for the whole packet (docs/journal.md).
+        """
         cutoff = iso(self._clock() - timedelta(seconds=self.cfg.retention_seconds))
+        ids = [r[0] for r in self._all(
+            "SELECT packet_id FROM packets WHERE state = 'delivered' AND delivered_at <= ? "
+            "ORDER BY delivered_at, packet_id", (cutoff,))]
         purged = 0
-        with self._txn("purge") as conn:
-            ids = [r[0] for r in conn.execute(
-                "SELECT packet_id FROM packets WHERE state = 'delivered' AND delivered_at <= ?",
-                (cutoff,))]
-            now = self._now()
-            for pid in ids:
-                # secure_delete=ON zeroes the freed pages, so no ciphertext lingers on disk.
-                conn.execute("DELETE FROM chunks WHERE packet_id = ?", (pid,))
-                crash_point("mid-purge")
-                conn.execute("UPDATE packets SET state = 'purged', purged_at = ?, "
-                             "confirmed_chunks = NULL WHERE packet_id = ?", (now, pid))
-            purged = len(ids)
-            events_cutoff = iso(self._clock() - timedelta(seconds=self.cfg.events_keep_seconds))
-            conn.execute("DELETE FROM events WHERE sent_at IS NOT NULL AND sent_at <= ?",
-                         (events_cutoff,))
+        for pid in ids:
+            if self._write("purge", functools.partial(self._purge_one, packet_id=pid)):
+                purged += 1
+        # Chunk rows of tombstones: this purge's, or one cut short by a crash or a full disk.
+        for (pid,) in self._all(
+                "SELECT packet_id FROM packets WHERE state = 'purged' AND EXISTS "
+                "(SELECT 1 FROM chunks WHERE chunks.packet_id = packets.packet_id)"):
+            while self._write("purge", functools.partial(self._delete_chunks, packet_id=pid)):
+                self._give_back(vacuum=False)
+        events_cutoff = iso(self._clock() - timedelta(seconds=self.cfg.events_keep_seconds))
+        self._write("purge sent events", lambda conn: conn.execute(
+            "DELETE FROM events WHERE sent_at IS NOT NULL AND sent_at <= ?", (events_cutoff,)))
+        self._give_back(vacuum=True)
         if purged:
-            self._vacuum()
             self._update_watermark()
         return purged
 
-    def _vacuum(self) -> None:
+    def _purge_one(self, conn: sqlite3.Connection, packet_id: str) -> bool:
+        state = conn.execute("SELECT state FROM packets WHERE packet_id = ?",
+                             (packet_id,)).fetchone()
+        if state is None or state[0] != DELIVERED:
+            return False  # purged meanwhile by another caller
+        self._delete_chunks(conn, packet_id)
+        crash_point("mid-purge")
+        # From here the packet is a tombstone: its remaining chunk rows are no longer part
+        # of any stored packet and are deleted by the following steps (or start-up recovery).
+        conn.execute("UPDATE packets SET state = 'purged', purged_at = ?, "
+                     "confirmed_chunks = NULL WHERE packet_id = ?", (self._now(), packet_id))
+        return True
+
+    def _delete_chunks(self, conn: sqlite3.Connection, packet_id: str) -> bool:
+        """Delete one batch of a packet's chunk rows, sized to the free disk; True if any went."""
+        # secure_delete=ON zeroes every freed page, and each zeroed page is a WAL frame:
+        # on a nearly full disk take a few rows at a time, on a roomy one the whole packet.
+        free = shutil.disk_usage(self.path.parent).free
+        per_row = chunk_pages_bytes(self.cfg.chunk_bytes)
+        rows = max(1, min(1 << 30, free // 4 // per_row))
+        return conn.execute(
+            "DELETE FROM chunks WHERE rowid IN (SELECT rowid FROM chunks WHERE packet_id = ? "
+            "ORDER BY idx LIMIT ?)", (packet_id, rows)).rowcount > 0
+
+    def _give_back(self, *, vacuum: bool) -> None:
+        """Return purged pages to the file system: truncate the WAL, vacuum in small steps."""
         self._acquire()
         try:
             if self._owner is not None:
                 return  # a packet is streaming in; the freed pages are reused by it anyway
+            conn = self._writer()
             try:
-                # executescript steps the pragma to completion; execute() would free one page.
-                self._writer().executescript("PRAGMA incremental_vacuum;")
+                self._wal_pending = self._checkpoint_on(conn, "TRUNCATE")
+                for _ in range(100_000 if vacuum else 0):
+                    if conn.execute("PRAGMA freelist_count").fetchone()[0] == 0:
+                        break
+                    # Each moved page costs WAL frames (the page, its parent, a pointer-map
+                    # page), given back by the truncating checkpoint before the next step.
+                    free = shutil.disk_usage(self.path.parent).free
+                    step = max(_VACUUM_MIN_STEP_PAGES, min(_VACUUM_MAX_STEP_PAGES,
+                                                           free // 4 // PAGE_SIZE))
+                    # executescript steps the pragma to completion; execute() would free one page.
+                    conn.executescript(f"PRAGMA incremental_vacuum({step});")
+                    self._wal_pending = self._checkpoint_on(conn, "TRUNCATE")
             except sqlite3.Error as exc:
-                log.warning("journal: incremental vacuum failed: %s", exc)
+                # Expected on a full disk; the next purge or acknowledgement continues.
+                log.info("journal: giving purged space back postponed: %s", exc)
+        finally:
+            self._cv.release()
+
+    def _write(self, what: str, change: Callable[[sqlite3.Connection], _T]) -> _T:
+        """One write transaction that frees or records delivery: it must work on a full disk.
+
+        On SQLITE_FULL the reserve file is released and the WAL truncated, then the write is
+        tried once more (acks, purges and events are what gives the space back).
+        """
+        try:
+            with self._txn(what) as conn:
+                return change(conn)
+        except JournalFullError as exc:
+            if not self._make_room():
+                raise
+            log.info("journal: %s retried after making room: %s", what, exc)
+        with self._txn(what) as conn:
+            return change(conn)
+
+    def _make_room(self) -> bool:
+        """Release the reserve and truncate the WAL; True when either gave space back."""
+        released = self._release_reserve()
+        self._acquire()
+        try:
+            conn = self._conn
+            if self._owner is not None or conn is None:
+                return released
+            before = self._wal_size()
+            try:
+                self._wal_pending = self._checkpoint_on(conn, "TRUNCATE")
+            except sqlite3.Error as exc:
+                log.debug("journal: truncating checkpoint failed: %s", exc)
+            return released or self._wal_size() < before
         finally:
             self._cv.release()
 
@@ -1113,8 +1351,7 @@ class Journal:
 
     def add_event(self, kind: str, payload: dict[str, Any]) -> int:
         """Journal one outgoing event (kept until mark_event_sent); return its id."""
-        with self._txn("add_event") as conn:
-            return self._add_event_in(conn, kind, payload)
+        return self._write("add_event", lambda conn: self._add_event_in(conn, kind, payload))
 
     def _add_event_in(self, conn: sqlite3.Connection, kind: str, payload: dict[str, Any]) -> int:
         if not isinstance(kind, str) or not _SCHEMA_NAME_RE.fullmatch(kind):
@@ -1141,11 +1378,12 @@ class Journal:
 
     def mark_event_sent(self, event_id: int) -> None:
         """The uplink delivered this event."""
-        with self._txn("mark_event_sent") as conn:
+        def change(conn: sqlite3.Connection) -> None:
             if conn.execute("SELECT 1 FROM events WHERE id = ?", (event_id,)).fetchone() is None:
                 raise JournalError(f"no event {event_id} in the journal")
             conn.execute("UPDATE events SET sent_at = ? WHERE id = ? AND sent_at IS NULL",
                          (self._now(), event_id))
+        self._write("mark_event_sent", change)
 
     # ------------------------------------------------------------------ other modules' tables
 
@@ -1203,8 +1441,9 @@ class Journal:
             free = shutil.disk_usage(self.path.parent).free
         warning = self._update_watermark(used)
         return compute_headroom(self.cfg, used=used, waiting=int(waiting), oldest=oldest,
-                                free=free, reserve_present=self._reserve_path.exists(),
-                                warning=warning)
+                                free=free, reserve_present=self._reserve_ok(),
+                                warning=warning, wal_bytes=self._wal_size(),
+                                pending_bytes=self._wal_pending)
 
     def _update_watermark(self, used: int | None = None) -> bool:
         """Raise or clear the storage warning with hysteresis; journal an event on each change."""
