@@ -37,7 +37,7 @@ from agent.records._common import RecordError
 from agent.uplink.incoming import IncomingValidator, RejectedMessage, parse_ack
 from agent.uplink.topics import Topics
 from agent.workflow.nik import NikError, parse_nik
-from firmware_protocols import evdev, evolis, zfm
+from firmware_protocols import evdev, evolis, uevent, zfm
 from firmware_protocols.errors import CodecError
 
 STATION_ID = "st-fuzz"
@@ -428,6 +428,23 @@ def export_manifest(data: bytes) -> None:
             pass
 
 
+_UEVENT_SAMPLE = (b"add@/devices/pci0000:00/0000:00:14.0/usb1/1-2\0ACTION=add\0"
+                  b"DEVPATH=/devices/pci0000:00/0000:00:14.0/usb1/1-2\0SUBSYSTEM=usb\0"
+                  b"DEVTYPE=usb_device\0PRODUCT=2109/7638/100\0SEQNUM=4711\0")
+
+
+def uevent_datagram(data: bytes) -> None:
+    """parse_uevent (the hot-plug listener's codec) on raw and mutated kernel datagrams: only
+    FrameError; what it accepts has a known action, a device path and round-trips."""
+    raw = mutate(_UEVENT_SAMPLE, data) if data[:1] and data[0] % 2 else data
+    try:
+        ev = uevent.parse_uevent(raw)
+    except CodecError:
+        return
+    assert ev.action in uevent.ACTIONS and ev.devpath
+    assert uevent.parse_uevent(uevent.encode_uevent(ev)) == ev
+
+
 TARGETS: dict[str, Target] = {
     "zfm": zfm_stream,
     "evolis_commands": evolis_commands,
@@ -445,6 +462,7 @@ TARGETS: dict[str, Target] = {
     "packet": packet_reader,
     "config": config_file,
     "export": export_manifest,
+    "uevent": uevent_datagram,
 }
 
 
