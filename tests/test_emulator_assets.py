@@ -88,3 +88,22 @@ def test_asset_mode_off_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(assets.ENV, raising=False)
     with pytest.raises(assets.AssetError, match="is not set"):
         assets.replay("iris", {})
+
+
+def test_child_failure_names_the_cause_and_leaves_no_file(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parameters the renderer refuses: the child's last error line, and nothing half-written."""
+    monkeypatch.setenv(assets.ENV, str(tmp_path))
+    with pytest.raises(assets.AssetError, match=r"failed \(exit 1\): TypeError: .*bogus"):
+        assets.replay("iris", {"scene": {"bogus": 1}, "eye": "left"})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_child_usage_error() -> None:
+    """The child entry point refuses a wrong command line with its usage, exit 2."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "drivers.emulators.assets", "hologram", "{}", "."],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 2 and "usage:" in res.stderr
