@@ -62,6 +62,9 @@ OUTBOX_REFRESH_SECONDS = 2.0
 # SQLite queries off the per-chunk path during a fast drain.
 POLL_SECONDS = 0.2
 DEADLINE_SCAN_SECONDS = 0.25
+# Packets are started (marked sending, on the marker thread) this many windows of chunks before
+# their first chunk is due, so the fsync is done by then even on a loaded machine.
+PLAN_AHEAD = 2
 
 
 class PacketInfoLike(Protocol):
@@ -345,12 +348,14 @@ class Sender:
         return self._mark_pool
 
     def _read_ahead(self) -> int:
-        """Plan up to ``window`` upcoming chunks; those needing a hash go to the reader thread.
+        """Plan up to ``PLAN_AHEAD`` windows of chunks; the first window's hashed reads start.
 
         Stored-digest rows are read on this thread when they are sent: a read is a SQLite copy
-        (about 0.1 ms), cheaper than waking another thread for it on a busy machine.
+        (about 0.1 ms), cheaper than waking another thread for it on a busy machine. Only
+        reads that need a hash go to the reader thread, at most ``window`` ahead (memory).
         Returns how many more chunks could be planned (0: the plan is full).
         """
+        horizon = self.window * PLAN_AHEAD
         for key in [k for k in self._prefetched if k[0] not in self.packets]:
             self._prefetched.pop(key).cancel()
         for pid in [p for p in self._marks if p not in self.packets]:
@@ -361,21 +366,22 @@ class Sender:
             if packet is None:
                 continue
             for index in packet.todo:
-                if planned >= self.window:
+                if planned >= horizon:
                     return 0
                 planned += 1
-                if packet.rows and index not in packet.check:
+                if planned > self.window or (packet.rows and index not in packet.check):
                     continue
                 key = (pid, index)
                 if key not in self._prefetched:
                     self._prefetched[key] = self._submit(packet, index)
-        return self.window - planned
+        return horizon - planned
 
     def _fill_pipeline(self, publish: PublishFn) -> None:
         """Read ahead, starting the next packets early so a packet's start is no bubble.
 
-        Packets are small (a few chunks); without this the reader would idle at every packet
-        boundary while the next packet's mark_sending (an fsync) and first read happen.
+        Packets are small (a few chunks); without this the sender would wait at packet
+        boundaries for the next packet's mark_sending (an fsync on the marker thread), so
+        packets are started ``PLAN_AHEAD`` windows ahead of their first chunk.
         """
         while self._read_ahead() > 0 and len(self.packets) < self.max_unacked_packets:
             info = self._next_candidate()
