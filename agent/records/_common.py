@@ -13,7 +13,7 @@ import struct
 from collections.abc import Iterator, Sized
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 # 0xFF in every byte means "capture time unknown" (19794-1:2011 convention).
 UNKNOWN_DATETIME = b"\xff" * 9
@@ -208,13 +208,11 @@ class HasRepresentationHeader(Protocol):
     def certifications(self) -> tuple[tuple[int, int], ...]: ...
 
 
-class RepresentationHeader(NamedTuple):
-    """The fields every representation starts with, after its length (unpacks in this order)."""
-
-    captured_at: datetime | None
-    device: CaptureDevice
-    quality: tuple[QualityBlock, ...]
-    certifications: tuple[tuple[int, int], ...]
+# The fields every representation starts with, after its length, in this order: capture
+# date-time, capture device, quality blocks, certification blocks. A plain tuple: decoders
+# unpack it at once, and a NamedTuple per representation cost measurable time.
+RepresentationHeader = tuple[
+    datetime | None, CaptureDevice, tuple[QualityBlock, ...], tuple[tuple[int, int], ...]]
 
 
 def check_representation_count(reps: Sized) -> None:
@@ -268,7 +266,7 @@ def iter_representations(cur: Cursor, count: int,
         device = rc.device()
         quality = rc.quality()
         certs = rc.certs() if certified else ()
-        yield rc, RepresentationHeader(when, device, quality, certs)
+        yield rc, (when, device, quality, certs)
         cur.pos = start + length
     if cur.pos != len(data):
         raise RecordError("bytes after the last representation")
