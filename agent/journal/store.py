@@ -318,8 +318,7 @@ class PacketSink:
 
     def __init__(self, journal: Journal, packet_id: str, station_id: str, created_at: str,
                  priority: int, chunk_bytes: int, quota_left: int,
-                 disk_left: int | None = None,
-                 disk_message: tuple[str, str] = ("", "")) -> None:
+                 disk_left: int | None = None) -> None:
         self._journal = journal
         self.packet_id = packet_id
         self._station_id = station_id
@@ -328,7 +327,6 @@ class PacketSink:
         self._chunk_bytes = chunk_bytes
         self._quota_left = quota_left
         self._disk_left = disk_left
-        self._disk_message = disk_message
         self._max_packet = journal.cfg.max_packet_bytes
         self._buf = bytearray()
         self._hash = hashlib.sha256()
@@ -391,9 +389,7 @@ class PacketSink:
             # Refused before SQLite meets ENOSPC: the WAL, the checkpoint's copy and the
             # floor must all still fit (disk_needed_for_packet).
             self.abort()
-            msg_id, msg_en = self._disk_message
-            raise JournalFullError(f"packet {self.packet_id}: {msg_en} Nothing of this packet "
-                                   "was kept.", message_id=msg_id)
+            raise self._journal._disk_refusal(self.packet_id)
         # Both hashes inline: a helper thread for the whole-file hash was measured slower
         # (GIL hand-offs per chunk cost more than the overlap gained on 2 cores).
         self._hash.update(data)
@@ -842,19 +838,14 @@ class Journal:
                 raise JournalFullError(
                     f"journal quota reached ({used} of {self.cfg.max_bytes} bytes)")
             disk_left = self._disk_left(conn)
-            waiting, oldest = conn.execute(
-                "SELECT count(*), min(created_at) FROM packets "
-                "WHERE state IN ('queued','sending','quarantined')").fetchone()
-            message = _refusal(True, int(waiting), oldest)
             if disk_left < packet_disk_bytes(1, self.cfg.chunk_bytes):
-                raise JournalFullError(f"packet {packet_id}: {message[1]} Nothing of this "
-                                       "packet was kept.", message_id=message[0])
+                raise self._disk_refusal(packet_id)
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise _map_sqlite_error(exc, f"packet {packet_id}") from exc
             sink = PacketSink(self, packet_id, station_id, created, priority,
-                              self.cfg.chunk_bytes, quota_left, disk_left, message)
+                              self.cfg.chunk_bytes, quota_left, disk_left)
             self._owner = threading.current_thread()
             self._sink = sink
             return sink
@@ -936,6 +927,16 @@ class Journal:
         return free - disk_kept_back(self.cfg, wal_bytes=self._wal_size(),
                                      pending_bytes=self._wal_pending,
                                      reserve_present=self._reserve_ok())
+
+    def _disk_refusal(self, packet_id: str) -> JournalFullError:
+        """The refusal when the disk cannot take the packet, worded as headroom() words it."""
+        with self._read() as conn:
+            waiting, oldest = conn.execute(
+                "SELECT count(*), min(created_at) FROM packets "
+                "WHERE state IN ('queued','sending','quarantined')").fetchone()
+        msg_id, msg_en = _refusal(True, int(waiting), oldest)
+        return JournalFullError(f"packet {packet_id}: {msg_en} Nothing of this packet was kept.",
+                                message_id=msg_id)
 
     def _checkpoint_on(self, conn: sqlite3.Connection, mode: str) -> int:
         """Run one checkpoint; return the bytes of committed frames it could not copy yet."""
@@ -1289,30 +1290,45 @@ class Journal:
             "ORDER BY idx LIMIT ?)", (packet_id, rows)).rowcount > 0
 
     def _give_back(self, *, vacuum: bool) -> None:
-        """Return purged pages to the file system: truncate the WAL, vacuum in small steps."""
+        """Return purged pages to the file system: settle the WAL, vacuum in steps."""
         self._acquire()
         try:
             if self._owner is not None:
                 return  # a packet is streaming in; the freed pages are reused by it anyway
             conn = self._writer()
             try:
-                self._wal_pending = self._checkpoint_on(conn, "TRUNCATE")
+                if not vacuum or self._tight():
+                    self._settle(conn)  # first hand back the WAL the deletes just grew
                 for _ in range(100_000 if vacuum else 0):
                     if conn.execute("PRAGMA freelist_count").fetchone()[0] == 0:
                         break
                     # Each moved page costs WAL frames (the page, its parent, a pointer-map
-                    # page), given back by the truncating checkpoint before the next step.
+                    # page), given back by the checkpoint before the next step.
                     free = shutil.disk_usage(self.path.parent).free
                     step = max(_VACUUM_MIN_STEP_PAGES, min(_VACUUM_MAX_STEP_PAGES,
                                                            free // 4 // PAGE_SIZE))
                     # executescript steps the pragma to completion; execute() would free one page.
                     conn.executescript(f"PRAGMA incremental_vacuum({step});")
-                    self._wal_pending = self._checkpoint_on(conn, "TRUNCATE")
+                    self._settle(conn)
             except sqlite3.Error as exc:
                 # Expected on a full disk; the next purge or acknowledgement continues.
                 log.info("journal: giving purged space back postponed: %s", exc)
         finally:
             self._cv.release()
+
+    def _settle(self, conn: sqlite3.Connection) -> None:
+        """Checkpoint after a purge step; truncate the WAL too when the disk is tight.
+
+        Either way a complete checkpoint cuts the database file to its vacuumed size. The
+        truncating one also hands the WAL file back, but waits for readers and costs an
+        extra fsync, so it runs only when that space is needed.
+        """
+        self._wal_pending = self._checkpoint_on(conn, "TRUNCATE" if self._tight() else "PASSIVE")
+
+    def _tight(self) -> bool:
+        """Is the disk close enough to full that every WAL byte should go back at once?"""
+        free = shutil.disk_usage(self.path.parent).free
+        return free < 4 * wal_cap_bytes() + self.cfg.reserve_bytes + self.cfg.free_disk_floor_bytes
 
     def _write(self, what: str, change: Callable[[sqlite3.Connection], _T]) -> _T:
         """One write transaction that frees or records delivery: it must work on a full disk.
