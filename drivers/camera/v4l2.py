@@ -67,8 +67,9 @@ def fourcc_str(value: int) -> str:
 
 def interval_for_fps(fps: float) -> tuple[int, int]:
     """The ``timeperframe`` (numerator, denominator) for a frame rate: 30 -> (1, 30), 29.97 -> (100, 2997)."""
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0.001 <= fps <= 1000:
-        raise ValueError(f"fps must be a number from 0.001 to 1000, got {fps!r}")
+    # The bounds keep both halves of the fraction within the kernel's u32 and well clear of 0.
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0.001 <= fps <= 1e6:
+        raise ValueError(f"fps must be a number from 0.001 to 1000000, got {fps!r}")
     # V4L2 speaks seconds per frame as a fraction; NTSC-style rates need a non-unit numerator.
     rate = Fraction(fps).limit_denominator(1000)
     return rate.denominator, rate.numerator
