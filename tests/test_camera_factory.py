@@ -51,7 +51,9 @@ def test_emulated_camera_from_config(name: str) -> None:
 @pytest.mark.parametrize(
     "options",
     [
-        {"fps": 30},  # emulator-only option on a real camera
+        {"blur": 1.0},  # emulator-only option on a real camera
+        {"fps": 0},
+        {"fps": 5000},
         {"widht": 640},
         {"buffers": 8},
         {"formats": "MJPEG"},
@@ -68,3 +70,14 @@ def test_real_path_is_not_opened_by_the_factory() -> None:
     assert cam.fd is None
     with pytest.raises(DeviceMissingError):
         cam.open()
+
+
+def test_fps_is_asked_of_a_real_camera_and_granted_by_the_emulator(name: str) -> None:
+    assert from_spec(Spec(url="/dev/video9", options={"fps": 15})).want_fps == 15.0
+    assert from_spec(Spec(url="/dev/video9")).want_fps is None  # the camera keeps its own rate
+    cam = from_spec(Spec(url=f"emu://camera?name={name}", options={"width": 640, "height": 480, "fps": 25}))
+    try:
+        cam.open()
+        assert cam.fps == pytest.approx(25.0)
+    finally:
+        cam.close()

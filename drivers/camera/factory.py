@@ -11,8 +11,8 @@ from drivers.camera.driver import V4l2Camera
 from drivers.registry import BadDeviceSpecError, DeviceSpec, emu_url, option
 
 _CAMERA_OPTIONS = {"width", "height", "formats", "buffers", "timeout_s", "min_sharpness",
-                   "min_brightness", *v4l2.CONTROL_IDS}
-_EMULATOR_OPTIONS = {"fps", "blur", "exposure", "background", "offset_x", "scale"}
+                   "min_brightness", "fps", *v4l2.CONTROL_IDS}
+_EMULATOR_OPTIONS = {"blur", "exposure", "background", "offset_x", "scale"}
 
 
 def from_spec(spec: DeviceSpec) -> V4l2Camera:
@@ -31,6 +31,10 @@ def from_spec(spec: DeviceSpec) -> V4l2Camera:
     buffers = int(option(spec, "buffers", int, 4))
     if not 2 <= buffers <= 4:
         raise BadDeviceSpecError("driver v4l2: buffers must be 2-4")
+    # Asked of the camera (VIDIOC_S_PARM); what it grants is kept. The emulator paces at it.
+    fps = float(option(spec, "fps", float, 0.0)) if "fps" in spec.options else None
+    if fps is not None and not 0 < fps <= 1000:
+        raise BadDeviceSpecError("driver v4l2: fps must be > 0 and <= 1000")
     controls = {name: int(option(spec, name, int, 0)) for name in v4l2.CONTROL_IDS if name in spec.options}
     syscalls: v4l2.Syscalls | None = None
     path = spec.url or "/dev/video0"
@@ -48,7 +52,7 @@ def from_spec(spec: DeviceSpec) -> V4l2Camera:
             offset_x=float(option(spec, "offset_x", float, 0.0)),
             scale=float(option(spec, "scale", float, 1.0)),
         )
-        fake = hardware(query.get("name", "default"), fps=float(option(spec, "fps", float, 30.0)))
+        fake = hardware(query.get("name", "default"), fps=fps if fps is not None else 30.0)
         fake.source = PortraitSource(portrait, blur_sequence=(2.0, 0.0, 1.0))
         syscalls = fake
         path = "/dev/video0"
@@ -58,6 +62,7 @@ def from_spec(spec: DeviceSpec) -> V4l2Camera:
         height=int(option(spec, "height", int, 1080)),
         formats=tuple(f.strip() for f in formats),
         buffers=buffers,
+        fps=fps,
         timeout_s=float(option(spec, "timeout_s", float, 2.0)),
         controls=controls,
         min_sharpness=float(option(spec, "min_sharpness", float, 0.0)),
