@@ -283,3 +283,28 @@ def test_enospc_without_reserve_still_keeps_committed_packets(tmpfs: Mount) -> N
     for pid, data in saved.items():
         assert j.read_range(pid, 0, len(data)) == data
     j.close()
+
+
+def test_a_purge_cut_short_is_finished_on_a_really_full_disk(tmpfs: Mount) -> None:
+    """A tombstone whose chunk rows were not all deleted (crash, full disk) is cleaned at start-up."""
+    from agent.journal.inspect import check_journal
+
+    mnt = tmpfs("16m")
+    c = cfg(chunk_bytes=8 * 1024, max_packet_bytes=512 * 1024, reserve_bytes=512 * 1024)
+    j = Journal.open(mnt, c)
+    saved, _ = fill(j, lambda i: 500_000)
+    j.close()
+    cut = list(saved)[:3]
+    with sqlite3.connect(db_path(mnt)) as conn:
+        # What a kill between the tombstone and the last batch leaves (or a full disk between them).
+        conn.executemany("UPDATE packets SET state = 'purged', purged_at = ? WHERE packet_id = ?",
+                         [(T0, pid) for pid in cut])
+    assert not check_journal(mnt).ok  # the rows belong to no stored packet
+    ballast(mnt)
+    j = Journal.open(mnt, c)
+    assert all(chunk_rows(db_path(mnt), pid) == 0 for pid in cut)
+    assert shutil.disk_usage(mnt).free > 3 * 500_000 * 0.9  # and the space is back
+    for pid in list(saved)[3:]:
+        assert j.read_range(pid, 0, len(saved[pid])) == saved[pid]
+    j.close()
+    assert check_journal(mnt).ok

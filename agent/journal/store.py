@@ -745,32 +745,34 @@ class Journal:
         log.info("journal %s: %s ok (%d bytes)", self.path.name, pragma, size)
 
     def _recover(self) -> None:
+        # Chunk rows of tombstones (a purge cut short) are left to purge_due below, which
+        # deletes them in steps a full disk can take; this transaction stays small.
         todo = self._one(
             "SELECT (SELECT count(*) FROM packets WHERE state IN ('writing','sending')) + "
             "(SELECT count(*) FROM chunks WHERE packet_id NOT IN "
-            " (SELECT packet_id FROM packets WHERE state NOT IN ('purged','writing')))"
+            " (SELECT packet_id FROM packets WHERE state != 'writing'))"
         )[0]
-        leftovers: list[str] = []
-        orphans = reset = 0
+        def repair(conn: sqlite3.Connection) -> tuple[list[str], int, int]:
+            leftovers = [r[0] for r in conn.execute(
+                "SELECT packet_id FROM packets WHERE state = ?", (WRITING,))]
+            for pid in leftovers:
+                conn.execute("DELETE FROM packets WHERE packet_id = ?", (pid,))
+            orphans = conn.execute(
+                "DELETE FROM chunks WHERE packet_id NOT IN (SELECT packet_id FROM packets)"
+            ).rowcount
+            reset = conn.execute(
+                "UPDATE packets SET state = 'queued' WHERE state = 'sending'").rowcount
+            self._add_event_in(conn, "journal_recovered", {
+                "writing_removed": len(leftovers), "orphan_chunks_removed": orphans,
+                "sending_reset": reset,
+            })
+            return leftovers, orphans, reset
+
         if todo:
             # Only write when there is something to repair: a clean start on a full disk
             # must not fail for want of WAL space.
             try:
-                with self._txn("start-up recovery") as conn:
-                    leftovers = [r[0] for r in conn.execute(
-                        "SELECT packet_id FROM packets WHERE state = ?", (WRITING,))]
-                    for pid in leftovers:
-                        conn.execute("DELETE FROM packets WHERE packet_id = ?", (pid,))
-                    orphans = conn.execute(
-                        "DELETE FROM chunks WHERE packet_id NOT IN "
-                        "(SELECT packet_id FROM packets WHERE state != 'purged')"
-                    ).rowcount
-                    reset = conn.execute(
-                        "UPDATE packets SET state = 'queued' WHERE state = 'sending'").rowcount
-                    self._add_event_in(conn, "journal_recovered", {
-                        "writing_removed": len(leftovers), "orphan_chunks_removed": orphans,
-                        "sending_reset": reset,
-                    })
+                leftovers, orphans, reset = self._write("start-up recovery", repair)
             except JournalFullError as exc:
                 log.warning("journal recovery postponed: %s", exc)
             else:
@@ -920,6 +922,9 @@ class Journal:
         try:
             self._wal_pending = self._checkpoint_on(conn, "PASSIVE")
         except sqlite3.Error as exc:
+            if _is_ioerr(exc):
+                self._reopen_needed = True
+                raise JournalError(f"checkpoint before a packet: SQLite I/O error: {exc}") from exc
             # The checkpoint could not grow the database file: the disk is already too full.
             log.warning("journal: checkpoint before a packet failed: %s", exc)
             return -1
