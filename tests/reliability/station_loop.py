@@ -147,6 +147,7 @@ class StationLoop:
             elif kind in ("commit-to-answer", "mid-print"):
                 crash = kind
             self._start(n, crash)
+            self.station.wait_devices_ready()  # devices open after READY=1 (docs/architecture.md)
             self.station.sign_in()
             self.order_cards(res)
             marker = new_marker(rng)
@@ -190,6 +191,7 @@ class StationLoop:
 
     def _drain(self, res: StationLoopResult, run: int) -> None:
         self._start(run, None)
+        self.station.wait_devices_ready()
         self.station.sign_in()
         deadline = time.monotonic() + 40
         storage = self.ho.receiver.storage
