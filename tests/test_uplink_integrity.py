@@ -193,3 +193,33 @@ def test_properties_encoded_as_paho_would(user: list[tuple[str, str]],
     if content_type:
         props.ContentType = content_type
     assert encode_publish_properties(user, content_type) == props.pack()  # type: ignore[no-untyped-call]
+
+
+class _MarksFail(Journal):
+    """The real journal, except that mark_sending finds the disk full."""
+
+    def mark_sending(self, packet_id: str) -> None:
+        raise JournalFullError("disk full (test)")
+
+
+def test_full_journal_at_mark_sending_still_delivers(
+        mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The 'sending' mark is advisory: a full disk must not stop delivery (which frees space)."""
+    (tmp_path / "station").mkdir(mode=0o700)
+    journal = _MarksFail.open(tmp_path / "station", journal_cfg())
+    packets = save_packets(journal, STATION, [CHUNK + 1, 5, 3 * CHUNK], seed=9)
+    ho = HeadOffice(mosquitto.port).start()
+    up = Uplink(uplink_cfg(mosquitto.port), station_id=STATION, journal=journal,
+                chunk_bytes=CHUNK, public_keys=ho_public_keys, version="test")
+    caplog.set_level(logging.INFO, logger="agent.uplink.sender")
+    up.start()
+    try:
+        wait_for(lambda: all(getattr(journal.packet(p), "state", None) in ("delivered", "purged")
+                             for p in packets), 30, "packets delivered")
+    finally:
+        up.stop()
+        ho.stop()
+        journal.close()
+    assert ho.stored == packets and set(ho.store_count.values()) == {1}
+    full = [r for r in caplog.records if "journal full" in r.getMessage()]
+    assert len(full) == 1

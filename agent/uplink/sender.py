@@ -50,9 +50,6 @@ from agent.uplink.topics import CONTENT_TYPE_CHUNK, Topics
 
 log = logging.getLogger(__name__)
 
-# Seconds between tries to mark a packet sending while the journal's disk is full.
-FULL_RETRY_S = 5.0
-
 # Events in flight at once; they bypass the chunk window.
 EVENT_WINDOW = 4
 # How many outbox rows to look at when choosing the next packet (today's first).
@@ -484,8 +481,8 @@ class Sender:
         # attempts > 0: an earlier connection or process sent some of it (the journal turns
         # "sending" back into "queued" at start-up, so the state alone cannot tell).
         resumed = info.state == "sending" or info.attempts > 0
-        # Recorded by the marker thread (an fsync, off this thread and off the reader, whose
-        # chunk reads must not queue behind it); checked before the first chunk goes out.
+        # Recorded by the marker thread (an fsync, off this thread and off the reader); its
+        # outcome is taken in by _settle_marks, without holding back the packet's chunks.
         self._marks[info.packet_id] = self._marker().submit(self.journal.mark_sending,
                                                             info.packet_id)
         self.packets[info.packet_id] = packet
@@ -519,25 +516,8 @@ class Sender:
             index = packet.todo[0]
             offset = index * packet.chunk_size
             length = min(packet.chunk_size, packet.size - offset)
-            mark = self._marks.pop(packet.packet_id, None)
-            if mark is not None:
-                try:
-                    mark.result(timeout=60)
-                except JournalFullError:
-                    # A full disk: leave the packet queued and try again later, instead of
-                    # re-reading the outbox in a tight loop (which flooded the log).
-                    self.packets.pop(packet.packet_id, None)
-                    if not self._journal_full:
-                        log.warning("journal full: sending paused (retrying every %.0f s)", FULL_RETRY_S)
-                        self._journal_full = True
-                    return FULL_RETRY_S
-                except JournalError as exc:
-                    # Changed state since the outbox was read (quarantined, delivered).
-                    self._drop_packet(packet, f"cannot mark it sending: {type(exc).__name__}")
-                    continue
-                if self._journal_full:
-                    log.info("journal writable again: sending resumed")
-                    self._journal_full = False
+            if not self._settle_marks() or packet.packet_id not in self.packets:
+                continue
             inline = packet.rows and index not in packet.check
             future = None if inline else self._prefetched.pop((packet.packet_id, index), None)
             if future is None and not inline:
@@ -579,6 +559,40 @@ class Sender:
             crash_point("mid-chunk")
             self.bucket.consume(length, self.clock())
             self.stats.chunks_sent += 1
+
+    def _settle_marks(self) -> bool:
+        """Take in finished mark_sending calls without waiting for the others.
+
+        The mark is advisory (a packet whose mark is lost is sent again whole and head office
+        keeps one copy), so chunks do not wait for its fsync. A packet whose state changed
+        meanwhile (quarantined, delivered) is dropped. A full disk does not stop sending:
+        delivery is what frees the space, and acks are written from the journal's reserve.
+        Returns False when a packet was dropped (the caller picks again).
+        """
+        kept = True
+        for pid in [p for p, f in self._marks.items() if f.done()]:
+            future = self._marks.pop(pid)
+            if future.cancelled():
+                continue
+            exc = future.exception()
+            if exc is None:
+                if self._journal_full:
+                    log.info("journal writable again: packets are marked sending again")
+                    self._journal_full = False
+            elif isinstance(exc, JournalFullError):
+                if not self._journal_full:
+                    log.warning("journal full: packets are sent without their 'sending' mark "
+                                "(advisory) until it has room")
+                    self._journal_full = True
+            elif isinstance(exc, JournalError):
+                # Changed state since the outbox was read (quarantined, delivered).
+                packet = self.packets.get(pid)
+                if packet is not None:
+                    self._drop_packet(packet, f"cannot mark it sending: {type(exc).__name__}")
+                    kept = False
+            else:
+                raise exc
+        return kept
 
     def _drop_packet(self, packet: _Packet, why: str) -> None:
         """Stop transferring a packet the journal cannot give back intact."""
