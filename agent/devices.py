@@ -281,6 +281,13 @@ class ManagedDevice:
         job: _Job[T] = _Job(label=label, fn=fn)
         try:
             state = self.state
+            if state is DeviceState.INITIALISING and not self._stop.is_set():
+                # Opening (after READY=1, or after a re-plug): not "missing", just not yet.
+                raise DeviceUnavailableError(
+                    f"device {self.name} is {state}", device=self.name,
+                    hint_id="Perangkat sedang disiapkan. Coba lagi sebentar lagi.",
+                    hint_en="The device is starting. Try again in a moment.",
+                )
             if state is not DeviceState.READY or self._stop.is_set():
                 raise DeviceUnavailableError(f"device {self.name} is {state}", device=self.name)
             self._jobs.put_nowait(job)

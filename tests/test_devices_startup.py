@@ -47,8 +47,9 @@ def test_deferred_devices_say_initialising_and_open_only_after_ready() -> None:
         # Truthful before READY=1: starting, not absent, and a caller is told so.
         wait_for(lambda: dev.state is DeviceState.INITIALISING)
         assert manager.snapshot()["devices"][0]["state"] == "initialising"  # type: ignore[index]
-        with pytest.raises(DeviceUnavailableError, match="initialising"):
+        with pytest.raises(DeviceUnavailableError, match="initialising") as refused:
             manager.call("tp", lambda d, _c: d.identify(), timeout=1.0, label="identify")
+        assert "starting" in refused.value.hint_en  # not "not detected, check the cable"
         assert manager.healthy()  # waiting for READY is not a stuck owner
         assert built == []  # no driver built (no driver imports) before READY=1
         manager.after_ready()
