@@ -151,12 +151,18 @@ def test_really_full_disk_space_returned_by_delivery(tmp_path: Path) -> None:
                 time.sleep(0.2)
             stored = time.monotonic() - t0
             assert all(office.stored(p) for p in before), "not delivered within a minute"
-            while time.monotonic() < deadline and shutil.disk_usage(mnt).free < full + 2 * 1024**2:
+            # Head office's ack must also reach the journal: every packet purged, space back.
+            while time.monotonic() < deadline and (
+                    {office.journal_states().get(p) for p in before} != {"purged"}
+                    or shutil.disk_usage(mnt).free < full + 2 * 1024**2):
                 time.sleep(0.2)
+            purged = time.monotonic() - t0
             freed = shutil.disk_usage(mnt).free - full
             print(f"really full disk ({full} bytes free): {len(before)} packets at head office "
-                  f"{stored:.1f} s after the link returned; {freed / 1024**2:.1f} MiB back on the "
-                  f"file system {time.monotonic() - t0:.1f} s after")
+                  f"{stored:.1f} s after the link returned, all purged after {purged:.1f} s; "
+                  f"{freed / 1024**2:.1f} MiB back on the file system")
+            assert {office.journal_states().get(p) for p in before} == {"purged"}, \
+                "not purged within a minute"
             assert freed >= 2 * 1024**2, "purges did not give the space back within a minute"
         finally:
             station.kill()

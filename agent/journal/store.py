@@ -1244,9 +1244,10 @@ class Journal:
         """Purge delivered packets past retention (secure delete, tombstone kept); count them.
 
         The tombstone comes first; the chunk rows then go in transactions sized to the free
-        disk, each followed by a checkpoint that truncates the WAL, and an incremental vacuum
-        in steps returns the pages to the file system. So a purge on a full disk needs room
-        for a few hundred KiB of zeroed pages, not for the whole packet (docs/journal.md).
+        disk, each followed by a checkpoint (truncating the WAL when the disk is tight), and
+        an incremental vacuum in steps returns the pages to the file system. So a purge on a
+        full disk needs room for a few pages of zeros, not for the whole packet
+        (docs/journal.md "Purge").
         """
         cutoff = iso(self._clock() - timedelta(seconds=self.cfg.retention_seconds))
         ids = [r[0] for r in self._all(
@@ -1263,8 +1264,12 @@ class Journal:
             while self._write("purge", functools.partial(self._delete_chunks, packet_id=pid)):
                 self._give_back(vacuum=False)
         events_cutoff = iso(self._clock() - timedelta(seconds=self.cfg.events_keep_seconds))
-        self._write("purge sent events", lambda conn: conn.execute(
-            "DELETE FROM events WHERE sent_at IS NOT NULL AND sent_at <= ?", (events_cutoff,)))
+        try:
+            self._write("purge sent events", lambda conn: conn.execute(
+                "DELETE FROM events WHERE sent_at IS NOT NULL AND sent_at <= ?", (events_cutoff,)))
+        except JournalError as exc:
+            # Housekeeping only: the packets are purged; the next purge tries again.
+            log.info("journal: deleting old sent events postponed: %s", exc)
         self._give_back(vacuum=True)
         if purged:
             self._update_watermark()
@@ -1278,7 +1283,7 @@ class Journal:
         self._delete_chunks(conn, packet_id)
         crash_point("mid-purge")
         # From here the packet is a tombstone: its remaining chunk rows are no longer part
-        # of any stored packet and are deleted by the following steps (or start-up recovery).
+        # of any stored packet and are deleted by the following steps (or the next purge).
         conn.execute("UPDATE packets SET state = 'purged', purged_at = ?, "
                      "confirmed_chunks = NULL WHERE packet_id = ?", (self._now(), packet_id))
         return True
