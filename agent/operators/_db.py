@@ -19,7 +19,7 @@ class JournalLike(Protocol):
         """Create tables once."""
 
     def transaction(self) -> Any:
-        """A write transaction yielding a sqlite_utils Database."""
+        """A write transaction; the operator modules use only its ``execute(sql, params)``."""
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of one read-only statement."""
