@@ -355,8 +355,6 @@ class Sender:
         horizon = self.window * PLAN_AHEAD
         for key in [k for k in self._prefetched if k[0] not in self.packets]:
             self._prefetched.pop(key).cancel()
-        for pid in [p for p in self._marks if p not in self.packets]:
-            del self._marks[pid]  # finished without sending a chunk (acked after a query)
         planned = 0
         for pid in self._sending:
             packet = self.packets.get(pid)
@@ -570,8 +568,13 @@ class Sender:
         Returns False when a packet was dropped (the caller picks again).
         """
         kept = True
-        for pid in [p for p, f in self._marks.items() if f.done()]:
-            future = self._marks.pop(pid)
+        # One marker thread: marks finish in the order they were submitted (dict order), so
+        # the scan stops at the first one still running, whatever the marker's backlog.
+        while self._marks:
+            pid, future = next(iter(self._marks.items()))
+            if not future.done():
+                break
+            del self._marks[pid]
             if future.cancelled():
                 continue
             exc = future.exception()
