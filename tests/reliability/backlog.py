@@ -114,13 +114,8 @@ def run_backlog(workdir: Path, *, packets: int, persistence: bool, drain_timeout
         station.kill()
         problems = office.recover_and_check()
         res.violations += [f"journal check: {p}" for p in problems]
-        states = office.journal_states()
+        res.violations += office.delivery_violations(station.saved())
         files = office.stored_files()
-        for pid in station.saved():
-            if states.get(pid) not in ("delivered", "purged"):
-                res.violations.append(f"{pid} saved but {states.get(pid)} in the journal")
-            if not office.stored(pid) or files[pid] != 1:
-                res.violations.append(f"{pid} saved, stored {files[pid]} times at head office")
         res.ho_stored = len(files)
         res.duplicates_at_ho = sum(c - 1 for c in files.values() if c > 1)
         assert office.ho is not None

@@ -120,15 +120,9 @@ def _drain_and_verify(office: Office, zygote: Zygote, res: CrashLoopResult, time
     zygote.kill(cycle) if cycle.status is None else None
     problems = office.recover_and_check()
     res.violations += [f"after drain: journal check: {p}" for p in problems]
+    res.violations += [f"after drain: {v}" for v in office.delivery_violations(res.saved)]
     states = office.journal_states()
     files = office.stored_files()
-    for pid in res.saved:
-        if states.get(pid) not in ("delivered", "purged"):
-            res.violations.append(f"packet {pid} reported saved, not delivered after drain ({states.get(pid)})")
-        if not office.stored(pid):
-            res.violations.append(f"packet {pid} reported saved, not stored at head office")
-        if files[pid] != 1:
-            res.violations.append(f"packet {pid} has {files[pid]} bodies at head office")
     committed = {p for p, s in states.items() if s in LIVE_STATES}
     for pid in files:
         if pid not in committed:

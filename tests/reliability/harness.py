@@ -127,6 +127,17 @@ class Office:
         report = check_journal(self.state_dir)
         return [] if report.ok else [*report.integrity, *report.problems]
 
+    def delivery_violations(self, saved: list[str]) -> list[str]:
+        """Every ``saved`` packet delivered in the journal and stored exactly once at head office."""
+        states, files = self.journal_states(), self.stored_files()
+        out: list[str] = []
+        for pid in saved:
+            if states.get(pid) not in ("delivered", "purged"):
+                out.append(f"{pid} saved but {states.get(pid)} in the journal")
+            if not self.stored(pid) or files[pid] != 1:
+                out.append(f"{pid} saved, stored {files[pid]} times at head office")
+        return out
+
     def journal_states(self) -> dict[str, str]:
         """packet_id -> state, read-only."""
         import sqlite3

@@ -135,13 +135,8 @@ def run(workdir: Path, packets: int, drain_timeout: float = 120.0) -> dict[str, 
         res["drain_s"] = round(time.monotonic() - t1, 1)
         station.kill()
         violations += [f"journal check: {p}" for p in office.recover_and_check()]
-        states = office.journal_states()
+        violations += office.delivery_violations(station.saved())
         files = office.stored_files()
-        for pid in station.saved():
-            if states.get(pid) not in ("delivered", "purged"):
-                violations.append(f"{pid} saved but {states.get(pid)} in the journal")
-            if not office.stored(pid) or files[pid] != 1:
-                violations.append(f"{pid} saved, stored {files[pid]} times at head office")
         res["ho_stored"] = len(files)
         res["duplicates_at_ho"] = sum(c - 1 for c in files.values() if c > 1)
         assert office.ho is not None
