@@ -99,9 +99,12 @@ def journal_status(state_dir: Path, cfg: JournalConfig) -> dict[str, Any]:
     path = db_path(state_dir)
     wal = path.with_name(path.name + "-wal")
     free = shutil.disk_usage(state_dir).free
+    wal_bytes = wal.stat().st_size if wal.exists() else 0
+    # The WAL's size as it is now, as the daemon counts it; without it the bound assumes the
+    # WAL's whole growth is still to come and reports less room than the daemon sees.
     room = compute_headroom(cfg, used=used, waiting=int(waiting), oldest=oldest, free=free,
                             reserve_present=(Path(state_dir) / RESERVE_NAME).exists() or cfg.reserve_bytes == 0,
-                            warning=bool(warning_row and warning_row[0] == "1"))
+                            warning=bool(warning_row and warning_row[0] == "1"), wal_bytes=wal_bytes)
     return {
         "states": by_state,
         "waiting_packets": int(waiting),
@@ -110,7 +113,7 @@ def journal_status(state_dir: Path, cfg: JournalConfig) -> dict[str, Any]:
         "pending_events": int(events),
         "used_bytes": used,
         "quota_bytes": cfg.max_bytes,
-        "database_bytes": path.stat().st_size + (wal.stat().st_size if wal.exists() else 0),
+        "database_bytes": path.stat().st_size + wal_bytes,
         "free_disk_bytes": free,
         "headroom": asdict(room),
     }
