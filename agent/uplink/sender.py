@@ -62,6 +62,9 @@ DEADLINE_SCAN_SECONDS = 0.25
 # Packets are started (marked sending, on the marker thread) this many windows of chunks before
 # their first chunk is due, so the fsync is done by then even on a loaded machine.
 PLAN_AHEAD = 2
+# Rows read in one journal call (one snapshot) when they are the next ones to send: saves the
+# per-call SQLite work (about a quarter of a row's read) and holds at most 1 MiB extra.
+ROWS_PER_READ = 4
 
 
 class PacketInfoLike(Protocol):
@@ -149,6 +152,8 @@ class _Packet:
     todo: deque[int] = field(default_factory=deque)
     # Chunks head office asked for again: re-read with the journal's local hash check.
     check: set[int] = field(default_factory=set)
+    # Rows read together with an earlier one, not yet sent: index -> (bytes, hex digest).
+    rows_read: dict[int, tuple[bytes, str]] = field(default_factory=dict)
     inflight: set[int] = field(default_factory=set)
     fallback: list[int] = field(default_factory=list)
     ack_deadline: float | None = None
@@ -323,13 +328,24 @@ class Sender:
         data = self.journal.read_range(packet_id, offset, length)
         return data, hashlib.sha256(data).hexdigest()
 
-    def _read_row(self, packet_id: str, index: int) -> tuple[bytes, str]:
-        ((_, digest, data),) = self.journal.read_chunk_rows(packet_id, index, 1)
+    def _next_row(self, packet: _Packet, index: int) -> tuple[bytes, str]:
+        """Row ``index`` (the packet's next to send), read with the rows that follow it in todo."""
+        held = packet.rows_read.pop(index, None)
+        if held is not None:
+            return held
+        packet.rows_read.clear()
+        todo = packet.todo
+        count = 1
+        while (count < ROWS_PER_READ and count < len(todo) and todo[count] == index + count
+               and index + count not in packet.check):
+            count += 1
+        rows = self.journal.read_chunk_rows(packet.packet_id, index, count)
+        for idx, digest, data in rows[1:]:
+            packet.rows_read[idx] = (data, digest.hex())
+        _, digest, data = rows[0]
         return data, digest.hex()
 
     def _submit(self, packet: _Packet, index: int) -> Future[tuple[bytes, str]]:
-        if packet.rows and index not in packet.check:
-            return self._reader().submit(self._read_row, packet.packet_id, index)
         offset = index * packet.chunk_size
         length = min(packet.chunk_size, packet.size - offset)
         return self._reader().submit(self._read_chunk, packet.packet_id, offset, length)
@@ -523,7 +539,7 @@ class Sender:
             self._fill_pipeline(publish)
             try:
                 if future is None:
-                    data, digest = self._read_row(packet.packet_id, index)
+                    data, digest = self._next_row(packet, index)
                 else:
                     data, digest = future.result(timeout=60)
             except JournalError as exc:
