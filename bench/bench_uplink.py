@@ -49,6 +49,13 @@ def pool() -> bytes:
     return _pool[0]
 
 
+def __getattr__(name: str) -> Any:
+    """``bench_uplink.POOL`` for other scripts (bench_station), built on first access."""
+    if name == "POOL":
+        return pool()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def rss_kib(field: str = "VmRSS") -> int:
     """Resident set size of this process (or another /proc/self/status field), in KiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
