@@ -93,7 +93,7 @@ def populate(journal: Journal, n: int) -> None:
                         "first_time_pass": 14, "force_accepts": 1 if i % 10 == 0 else 0, "exceptions": 0,
                         "satisfaction": 1 + i % 4})
     with journal.transaction() as db:
-        db.conn.executemany(
+        db.executemany(
             "INSERT INTO audit_trail (at, day, action, outcome, operator_id, approved_by, session_id, seq, "
             "packet_id, item, details) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
     store = JournalQuery(journal)

@@ -270,7 +270,7 @@ def test_register_schema_is_idempotent_and_guarded(journal: Journal) -> None:
     journal.register_schema("printing", ddl)
     journal.register_schema("printing", ddl)
     with journal.transaction() as db:
-        db["print_jobs"].insert({"id": "job1", "state": "queued"})
+        db.execute("INSERT INTO print_jobs (id, state) VALUES ('job1', 'queued')")
     assert journal.db.execute("SELECT state FROM print_jobs").fetchall() == [("queued",)]
     for bad in ("DROP TABLE packets", "CREATE TABLE x (a)", "CREATE TABLE IF NOT EXISTS chunks (a)",
                 "CREATE TABLE IF NOT EXISTS y (a); DELETE FROM packets", ""):

@@ -174,12 +174,11 @@ def _legacy_rows(tmp_path: Path) -> None:
     j.register_schema("printing_queue", SCHEMA)
     for n, order_id in enumerate(["old-1", "old-2"]):
         with j.transaction() as db:
-            db["print_jobs"].insert({
-                "order_id": order_id, "message_id": f"m-{order_id}", "state": "received",
-                "reason": None, "attempts": 0, "spoiled": 0, "received_at": NOW.isoformat(),
-                "print_before": None, "updated_at": NOW.isoformat(),
-                "order_json": json.dumps(marked(order_id).to_json()),
-                "packet_id": None})
+            db.execute("INSERT INTO print_jobs (order_id, message_id, state, reason, attempts, spoiled, "
+                       "received_at, print_before, updated_at, order_json, packet_id) "
+                       "VALUES (?, ?, 'received', NULL, 0, 0, ?, NULL, ?, ?, NULL)",
+                       [order_id, f"m-{order_id}", NOW.isoformat(), NOW.isoformat(),
+                        json.dumps(marked(order_id).to_json())])
         if n == 0:
             j.close()  # checkpointed into journal.sqlite3
             j = Journal.open(tmp_path, JCFG)

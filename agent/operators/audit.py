@@ -183,7 +183,7 @@ class AuditLog:
             return 0
         with self.journal.transaction() as db:
             before = db.execute("SELECT count(*) FROM audit_trail WHERE session_id = ?", [session.id]).fetchone()[0]
-            db.conn.executemany(
+            db.executemany(
                 "INSERT OR IGNORE INTO audit_trail (at, day, action, outcome, operator_id, approved_by, "
                 "session_id, seq, packet_id, item, details) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
             after = db.execute("SELECT count(*) FROM audit_trail WHERE session_id = ?", [session.id]).fetchone()[0]

@@ -155,12 +155,12 @@ class PrintQueue:
         with self._j.transaction() as db:
             existing = self._get(db, order.order_id)
             if existing is None:
-                db["print_jobs"].insert({
-                    "order_id": order.order_id, "message_id": order.message_id, "state": "received",
-                    "reason": None, "attempts": 0, "spoiled": 0, "received_at": now,
-                    "print_before": order.print_before, "updated_at": now,
-                    "order_json": sealed, "packet_id": order.packet_id,
-                })
+                db.execute(
+                    "INSERT INTO print_jobs (order_id, message_id, state, reason, attempts, spoiled, "
+                    "received_at, print_before, updated_at, order_json, packet_id) "
+                    "VALUES (?, ?, 'received', NULL, 0, 0, ?, ?, ?, ?, ?)",
+                    [order.order_id, order.message_id, now, order.print_before, now, sealed,
+                     order.packet_id])
         if existing is not None:
             log.info("print order %s received again; state %s", order.order_id, existing.state)
             if existing.state in FINAL or existing.state == "uncertain":
@@ -416,10 +416,12 @@ class PrintQueue:
 
     def _next_waiting(self) -> dict[str, Any] | None:
         with self._j.transaction() as db:
-            rows = list(db.query("SELECT order_id, state, print_before, order_json FROM print_jobs "
-                                 "WHERE state IN ('received', 'waiting_stock') "
-                                 "ORDER BY rowid LIMIT 1"))
-        return rows[0] if rows else None
+            row = db.execute("SELECT order_id, state, print_before, order_json FROM print_jobs "
+                             "WHERE state IN ('received', 'waiting_stock') "
+                             "ORDER BY rowid LIMIT 1").fetchone()
+        if row is None:
+            return None
+        return dict(zip(("order_id", "state", "print_before", "order_json"), row, strict=True))
 
     def _set(self, order_id: str, state: str, reason: str | None, *, attempt: bool = False,
              spoiled: bool = False) -> JobView:
@@ -451,8 +453,8 @@ class PrintQueue:
         payload = {"v": 1, "id": uuid.uuid4().hex, "station_id": self._station, "order_id": order_id,
                    "at": now, **fields}
         with self._j.transaction() as db:
-            db["print_results"].insert({"order_id": order_id, "created_at": now,
-                                        "payload": json.dumps(payload, sort_keys=True)})
+            db.execute("INSERT INTO print_results (order_id, created_at, payload) VALUES (?, ?, ?)",
+                       [order_id, now, json.dumps(payload, sort_keys=True)])
 
 
 def _parse(text: str) -> datetime:
