@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -173,16 +174,22 @@ def test_clock_synchronised_flag_and_jumps(cfg: Config, tmp_path: Path) -> None:
 
 def test_recordings_per_kelurahan_from_service_times(cfg: Config) -> None:
     now = datetime.now(UTC)
+    # Sessions "today" must start and end on the station's local day even just after its
+    # midnight (16:00-16:30 UTC in Asia/Makassar), or the test depends on the hour it runs at.
+    local = now.astimezone(ZoneInfo(cfg.station.timezone))
+    since_midnight = local - local.replace(hour=0, minute=0, second=0, microsecond=0)
+    back = min(timedelta(minutes=30), since_midnight / 2)
     with Journal.open(cfg.state_dir, cfg.journal) as journal:
         store = KpiStore(journal)
         kpi.install(store)
         for i, (kel, days_ago) in enumerate([("Sungai Pinang", 0), ("Sungai Pinang", 0), ("Air Hitam", 1),
                                              ("Air Hitam", 9)]):
-            start = now - timedelta(days=days_ago, minutes=30)
+            start = now - timedelta(days=days_ago) - back
+            took = min(timedelta(minutes=12), back / 2)
             kpi.record_session(store, {"session_id": f"s{i}", "packet_id": f"p{i}", "kelurahan": kel,
                                        "started_at": start.isoformat(),
-                                       "sealed_at": (start + timedelta(minutes=12)).isoformat(),
-                                       "record_seconds": 720.0, "retry_seconds": 0, "fault_seconds": 0,
+                                       "sealed_at": (start + took).isoformat(),
+                                       "record_seconds": took.total_seconds(), "retry_seconds": 0, "fault_seconds": 0,
                                        "captures": 5, "first_time_pass": 5, "force_accepts": 0,
                                        "exceptions": 0}, tz=cfg.station.timezone)
     days = recordings_by_kelurahan(cfg, days=3, now=now)
