@@ -485,6 +485,11 @@ class Journal:
         # Committed WAL bytes the last checkpoint could not copy yet (they may still grow
         # the database file); the writer updates it, headroom() reads it without waiting.
         self._wal_pending = 0
+        # Tombstones may still hold chunk rows (a purge cut short by a crash or a full disk):
+        # true at open and after a purge that did not finish; the next purge looks for them.
+        # Otherwise a purge cleans only what it purged, and an ack never scans the tombstones
+        # of years (measured: 10 ms per ack at 28,000 of them).
+        self._tombstones_unchecked = True
 
     # ------------------------------------------------------------------ open / close
 
@@ -1260,16 +1265,23 @@ class Journal:
         ids = [r[0] for r in self._all(
             "SELECT packet_id FROM packets WHERE state = 'delivered' AND delivered_at <= ? "
             "ORDER BY delivered_at, packet_id", (cutoff,))]
-        purged = 0
-        for pid in ids:
-            if self._write("purge", functools.partial(self._purge_one, packet_id=pid)):
-                purged += 1
+        scan = self._tombstones_unchecked
+        self._tombstones_unchecked = True  # until this purge has finished
+        done = [pid for pid in ids
+                if self._write("purge", functools.partial(self._purge_one, packet_id=pid))]
+        purged = len(done)
         # Chunk rows of tombstones: this purge's, or one cut short by a crash or a full disk.
-        for (pid,) in self._all(
+        if scan:
+            left = [r[0] for r in self._all(
                 "SELECT packet_id FROM packets WHERE state = 'purged' AND EXISTS "
-                "(SELECT 1 FROM chunks WHERE chunks.packet_id = packets.packet_id)"):
+                "(SELECT 1 FROM chunks WHERE chunks.packet_id = packets.packet_id)")]
+        else:
+            left = [pid for pid in done if self._one(
+                "SELECT EXISTS (SELECT 1 FROM chunks WHERE packet_id = ?)", (pid,))[0]]
+        for pid in left:
             while self._write("purge", functools.partial(self._delete_chunks, packet_id=pid)):
                 self._give_back(vacuum=False)
+        self._tombstones_unchecked = False
         events_cutoff = iso(self._clock() - timedelta(seconds=self.cfg.events_keep_seconds))
         try:
             self._write("purge sent events", lambda conn: conn.execute(
