@@ -968,6 +968,29 @@ class Journal:
         except FileNotFoundError:
             return 0
 
+    def truncate_wal(self) -> bool:
+        """Copy every committed frame into the database and cut the WAL file to zero bytes.
+
+        For a module that has just rewritten sensitive rows: their old pages must leave the
+        disk now, not at the next automatic checkpoint. False when a packet is streaming in,
+        a reader held the checkpoint back, or SQLite refused (then the next checkpoint does it).
+        """
+        self._acquire()
+        try:
+            if self._owner is not None:
+                return False
+            try:
+                row = self._writer().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error as exc:
+                log.warning("journal: truncating checkpoint failed: %s", exc)
+                return False
+            if row is None:
+                return False
+            self._wal_pending = max(0, int(row[1]) - int(row[2])) * PAGE_SIZE if row[1] >= 0 else 0
+            return int(row[0]) == 0
+        finally:
+            self._cv.release()
+
     def _reserve_ok(self) -> bool:
         return self.cfg.reserve_bytes == 0 or self._reserve_path.exists()
 

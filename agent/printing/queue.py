@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -250,9 +249,9 @@ class PrintQueue:
 
     def seal_plaintext_rows(self) -> int:
         """Seal rows an older version stored in the clear, then push the old pages off the disk."""
-        with self._j.transaction() as db:
-            rows = db.execute("SELECT order_id, order_json FROM print_jobs "
-                              "WHERE order_json != '{}' AND order_json NOT LIKE 'rk-order-v1:%'").fetchall()
+        # A read on the pooled reader: every start runs this, and nothing needs the writer.
+        rows = self._j.query("SELECT order_id, order_json FROM print_jobs "
+                             "WHERE order_json != '{}' AND order_json NOT LIKE 'rk-order-v1:%'")
         if not rows:
             return 0
         try:
@@ -277,22 +276,10 @@ class PrintQueue:
 
     def _truncate_wal(self) -> None:
         # The WAL still holds the frames with the old text until a checkpoint copies the new
-        # pages into the database and the file is cut to zero. A second connection may run the
-        # checkpoint; it waits for the writer (busy timeout) and never sees uncommitted data.
-        path = getattr(self._j, "path", None)
-        if path is None:
-            return
-        try:
-            conn = sqlite3.connect(path, timeout=10.0)
-            try:
-                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            finally:
-                conn.close()
-        except sqlite3.Error as exc:
-            log.warning("journal checkpoint after sealing print orders failed: %s", exc)
-            return
-        if busy:
-            log.warning("journal checkpoint after sealing print orders was blocked by a reader; "
+        # pages into the database and the file is cut to zero; the journal owns that.
+        truncate = getattr(self._j, "truncate_wal", None)
+        if truncate is not None and not truncate():
+            log.warning("journal checkpoint after sealing print orders did not complete; "
                         "the old pages leave the WAL at the next checkpoint")
 
     def _after_fault(self, order_id: str, exc: DeviceError, consumed: bool | None) -> JobView:
