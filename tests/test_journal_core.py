@@ -184,6 +184,23 @@ def test_state_machine_happy_path_and_refusals(journal: Journal) -> None:
     assert journal.outbox(10) == []
 
 
+def test_mark_sending_many_marks_the_sendable_and_lists_refusals(journal: Journal) -> None:
+    for pid in ("a", "b", "done"):
+        save(journal, pid, pid.encode() * 10)
+    done = journal.packet("done")
+    assert done is not None
+    journal.mark_delivered("done", done.sha256)
+    refused = journal.mark_sending_many(["a", "ghost", "b", "done", "a"])
+    assert set(refused) == {"ghost", "done"}
+    assert isinstance(refused["ghost"], UnknownPacketError)
+    assert isinstance(refused["done"], InvalidTransitionError)
+    a, b = journal.packet("a"), journal.packet("b")
+    assert a is not None and b is not None
+    assert (a.state, a.attempts, b.state, b.attempts) == ("sending", 2, "sending", 1)
+    assert journal.packet("done").state == "purged"  # type: ignore[union-attr]
+    assert journal.mark_sending_many([]) == {}
+
+
 def test_rejects_then_quarantine_with_event(journal: Journal) -> None:
     save(journal, "p1", b"payload")
     journal.mark_sending("p1")

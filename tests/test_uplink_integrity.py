@@ -14,7 +14,7 @@ import hashlib
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -196,9 +196,9 @@ def test_properties_encoded_as_paho_would(user: list[tuple[str, str]],
 
 
 class _MarksFail(Journal):
-    """The real journal, except that mark_sending finds the disk full."""
+    """The real journal, except that marking packets sending finds the disk full."""
 
-    def mark_sending(self, packet_id: str) -> None:
+    def mark_sending_many(self, packet_ids: Sequence[str]) -> dict[str, JournalError]:
         raise JournalFullError("disk full (test)")
 
 
@@ -221,5 +221,8 @@ def test_full_journal_at_mark_sending_still_delivers(
         ho.stop()
         journal.close()
     assert ho.stored == packets and set(ho.store_count.values()) == {1}
+    # Marks are written in batches (up to 0.25 s late): the refusal is logged once during the
+    # transfer, or at the stop when the packets were delivered before their batch was due.
     full = [r for r in caplog.records if "journal full" in r.getMessage()]
-    assert len(full) == 1
+    at_stop = [r for r in caplog.records if "not marked sending" in r.getMessage()]
+    assert len(full) <= 1 and len(full) + len(at_stop) >= 1
