@@ -192,7 +192,11 @@ class ZfmEmulator:
         # file the emulator does too (so a CLI enrolment and a later daemon see one library).
         self.flash_path: str | None = None
         self.buffers: dict[int, bytes] = {}
-        self.image: bytes = blank_image(self.profile.image_width, self.profile.image_height)
+        self._image: bytes = blank_image(self.profile.image_width, self.profile.image_height)
+        # GenImg only notes which finger it saw; the pixels are synthesised when the host uploads
+        # them. A sign-in (GenImg, Img2Tz, Search) never does, so it costs no synthesis arrays and
+        # does not load numpy.random into the daemon (about 2.3 MB: its C extensions and modules).
+        self._image_pending: tuple[str, Condition, int, int] | None = None
         self.image_finger: Finger | None = None
         self.finger: Finger | None = None
         self.led: tuple[int, int, int, int] | None = None
@@ -204,6 +208,21 @@ class ZfmEmulator:
         self._faults: deque[tuple[Fault, int]] = deque()
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
+
+    @property
+    def image(self) -> bytes:
+        """The module's image buffer (what UpImage sends)."""
+        with self._lock:
+            if self._image_pending is not None:
+                self._image = finger_image(*self._image_pending)
+                self._image_pending = None
+            return self._image
+
+    @image.setter
+    def image(self, value: bytes) -> None:
+        with self._lock:
+            self._image = value
+            self._image_pending = None
 
     # ------------------------------------------------------------ scenario controls
 
@@ -395,7 +414,7 @@ class ZfmEmulator:
         if self.finger.condition == "smudge":
             return self._ack(spec, C.IMAGE_FAIL)
         w, h = self.profile.image_width, self.profile.image_height
-        self.image = finger_image(self.finger.identity, self.finger.condition, w, h)
+        self._image_pending = (self.finger.identity, self.finger.condition, w, h)
         self.image_finger = self.finger
         return self._ack(spec, C.OK)
 
