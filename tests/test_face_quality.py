@@ -12,9 +12,11 @@ from PIL import Image
 
 from agent.config import QualityConfig
 from agent.quality.face import (
+    BAND_ROWS,
     NOT_CHECKED,
     FaceQuality,
     FaceThresholds,
+    _scan_bands,
     check_face,
     check_face_jpeg,
     classify_colour,
@@ -185,3 +187,46 @@ def test_the_check_leaves_the_caller_image_untouched_and_equals_its_rgb_copy() -
         other = img.convert(mode)
         assert check_face(other, rule="blue") == check_face(other.convert("RGB"), rule="blue")
     assert check_face(img.copy(), rule="blue") == result
+
+
+@settings(max_examples=60)
+@given(
+    st.integers(1, 3 * BAND_ROWS + 7),
+    st.integers(1, 40),
+    st.tuples(*[st.integers(0, 510).map(lambda v: v / 2)] * 3),
+    st.integers(0, 2**31),
+)
+def test_banded_scan_equals_the_whole_image_in_float32(
+    h: int, w: int, bg: tuple[float, float, float], seed: int
+) -> None:
+    # The subject mask and the clipped count are computed a band of rows at a time to keep the
+    # memory down; every pixel must get what the whole-image float32 arithmetic gave it, also in
+    # a last band shorter than BAND_ROWS and with a background median halfway between levels.
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    # greys at the clipping limits, where float32 rounding of the luma decides
+    grey = rng.choice(np.array([0, 2, 3, 4, 251, 252, 253, 255], dtype=np.uint8), size=(h, w))
+    edge = rng.random((h, w)) < 0.3
+    arr[edge] = grey[edge][:, None]
+    ref = np.array(bg, dtype=np.float32)
+    mask, clipped = _scan_bands(arr, ref)
+    whole = arr.astype(np.float32)
+    distance = np.maximum(np.maximum(np.abs(whole[..., 0] - ref[0]), np.abs(whole[..., 1] - ref[1])),
+                          np.abs(whole[..., 2] - ref[2]))
+    luma = whole[..., 0] * 0.299 + whole[..., 1] * 0.587 + whole[..., 2] * 0.114
+    assert np.array_equal(mask, distance > 45)
+    assert clipped / (h * w) == float(((luma <= 3) | (luma >= 252)).mean())
+
+
+def test_jpeg_path_equals_the_image_path_on_the_same_reduced_decode() -> None:
+    # check_face_jpeg works on its own working copy of the reduced decode; it must score exactly
+    # as check_face on that decode (the draft image is dropped early, nothing else may change).
+    img = render_portrait(1920, 1080, Portrait(blur=3, offset_x=0.05))
+    data = encode_jpeg(img)
+    draft = Image.open(io.BytesIO(data))
+    draft.draft("RGB", (640, 360))
+    reduced = draft.convert("RGB")
+    assert reduced.size == (960, 540)  # 1/2 scale: the smallest that is still >= 360 lines
+    for rule, year in (("birth-year", 1992), ("red", None), ("any", None)):
+        assert (check_face_jpeg(data, rule=rule, birth_year=year)
+                == check_face(reduced, rule=rule, birth_year=year, original_size=(1920, 1080)))

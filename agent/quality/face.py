@@ -1,7 +1,7 @@
 """Face-photo quality checks with Pillow and numpy only, honestly named.
 
 What is measured (on a reduced copy of the image, 360 px high, so a 1080p frame costs a
-few milliseconds):
+few milliseconds and a few MB):
 
 * resolution - the original image's pixel size against a minimum;
 * exposure and clipping - mean luminance of the estimated face box, and the share of clipped
@@ -18,6 +18,15 @@ few milliseconds):
 What is NOT checked (needs a face or eye detector we do not have): that the blob is a face,
 eye positions and inter-eye distance, head pose, eyes open, expression, glasses glare, hats,
 shadows on the face, colour cast. These are listed in every result's ``not_checked``.
+
+Memory (issue 7: the face capture was the daemon's largest step). The working image is kept as
+uint8, as Pillow hands it over; float32 exists only for the small regions a value is read from
+(border strips, face box) and for one band of rows at a time where the whole image is scanned
+(subject mask, clipped share). Every value is the same float32 arithmetic on the same pixels as
+when the whole image was one float32 array, so the measurements are bit for bit what they were
+(compared over 200+ emulator scenes: bench/bench_face_memory.py --compare). From JPEG bytes, libjpeg
+decodes at the smallest DCT scale that is still at least WORK_HEIGHT high (the full-size frame is
+never decoded) and that decoded image is dropped as soon as it is reduced.
 """
 
 from __future__ import annotations
@@ -42,6 +51,9 @@ NOT_CHECKED: tuple[str, ...] = (
 
 # Working height: enough for every check, small enough for the time budget.
 WORK_HEIGHT = 360
+# Rows per band where the whole working image is scanned: float32 temporaries of 40 x 640 px
+# are 100 KB each, against 0.9 MB for the whole image, and numpy's per-call cost stays small.
+BAND_ROWS = 40
 
 
 @dataclass(frozen=True)
@@ -134,9 +146,14 @@ def check_face_jpeg(
     """:func:`check_face` on JPEG bytes, decoding at reduced scale (libjpeg DCT scaling)."""
     img = Image.open(io.BytesIO(data))
     full = img.size
+    # The size asked for is the working size: Pillow picks the largest DCT scale (1/2, 1/4, 1/8)
+    # that still gives at least this, so a 1080p frame decodes at 960x540, never at full size.
     img.draft("RGB", (WORK_HEIGHT * full[0] // max(1, full[1]), WORK_HEIGHT))
-    return check_face(img.convert("RGB"), rule=rule, birth_year=birth_year, threshold=threshold,
-                      limits=limits, original_size=full)
+    # Only the working copy is kept: the decoded draft (2 MB at 960x540, Pillow stores RGB in
+    # 4 bytes a pixel) is dropped before the numpy work starts.
+    arr = _work_array(img)
+    del img
+    return _check(arr, full, rule=rule, birth_year=birth_year, threshold=threshold, limits=limits)
 
 
 def check_face(
@@ -158,7 +175,50 @@ def check_face(
         limits: check limits.
         original_size: the camera frame's size when ``img`` is already reduced.
     """
-    width, height = original_size or img.size
+    return _check(_work_array(img), original_size or img.size, rule=rule, birth_year=birth_year,
+                  threshold=threshold, limits=limits)
+
+
+def _work_array(img: Image.Image) -> np.ndarray:
+    """The image as RGB at working height, as a read-only uint8 array (height, width, 3)."""
+    # convert() always copies; a 1080p RGB frame is 6 MB copied for nothing.
+    work = img if img.mode == "RGB" else img.convert("RGB")
+    if work.height > WORK_HEIGHT:
+        # A fixed working height makes sharpness and sizes comparable across camera modes;
+        # BOX resampling is an average, cheap even for a 1080p frame.
+        new_w = max(3, round(work.width * WORK_HEIGHT / work.height))
+        work = work.resize((new_w, WORK_HEIGHT), Image.Resampling.BOX)
+    return np.asarray(work)
+
+
+def _scan_bands(arr: np.ndarray, bg: np.ndarray) -> tuple[np.ndarray, int]:
+    """The subject mask (colour distance from ``bg`` > 45) and the count of clipped pixels.
+
+    Band by band in float32, so each pixel gets exactly the arithmetic it got when the whole
+    image was converted at once, without whole-image float temporaries.
+    """
+    h = arr.shape[0]
+    mask = np.empty(arr.shape[:2], dtype=bool)
+    clipped = 0
+    for r0 in range(0, h, BAND_ROWS):
+        band = arr[r0 : r0 + BAND_ROWS].astype(np.float32)
+        mask[r0 : r0 + BAND_ROWS] = _max_distance(band, bg) > 45
+        luma = _luma(band)
+        clipped += int(np.count_nonzero((luma <= 3) | (luma >= 252)))
+    return mask, clipped
+
+
+def _check(
+    arr: np.ndarray,
+    original_size: tuple[int, int],
+    *,
+    rule: str,
+    birth_year: int | None,
+    threshold: int,
+    limits: FaceThresholds,
+) -> FaceQuality:
+    """The checks on the working image ``arr`` (uint8 RGB at working height)."""
+    width, height = original_size
     checks: list[Check] = []
     not_checked = list(NOT_CHECKED)
 
@@ -170,17 +230,7 @@ def check_face(
         "Resolusi kamera terlalu rendah. Hubungi teknisi.",
         "Camera resolution too low. Call the technician.",
     ))
-
-    # convert() always copies; a 1080p RGB frame is 6 MB copied for nothing.
-    work = img if img.mode == "RGB" else img.convert("RGB")
-    if work.height > WORK_HEIGHT:
-        # A fixed working height makes sharpness and sizes comparable across camera modes;
-        # BOX resampling is an average, cheap even for a 1080p frame.
-        new_w = max(3, round(work.width * WORK_HEIGHT / work.height))
-        work = work.resize((new_w, WORK_HEIGHT), Image.Resampling.BOX)
-    arr = np.asarray(work, dtype=np.float32)
     h, w, _ = arr.shape
-    luma = _luma(arr)
 
     # --- background: top strip and the upper parts of the side strips
     bh, bw = max(2, h // 12), max(2, w // 12)
@@ -188,7 +238,7 @@ def check_face(
         arr[:bh].reshape(-1, 3),
         arr[: int(h * 0.55), :bw].reshape(-1, 3),
         arr[: int(h * 0.55), w - bw :].reshape(-1, 3),
-    ])
+    ]).astype(np.float32)
     bg = np.median(strips, axis=0)
     strip_dist = _max_distance(strips, bg)
     intrusion = float((strip_dist > 40).mean())
@@ -218,7 +268,7 @@ def check_face(
         ))
 
     # --- subject: pixels clearly unlike the background
-    mask = _max_distance(arr, bg) > 45
+    mask, clipped_count = _scan_bands(arr, bg)
     row_counts = mask.sum(axis=1)
     rows = np.nonzero(row_counts >= max(2, int(0.02 * w)))[0]
     if rows.size == 0:
@@ -264,11 +314,12 @@ def check_face(
         face_box = (slice(min(top, h - 3), max(bottom, min(top, h - 3) + 3)),
                     slice(max(0, cx - half), min(w, cx + half)))
 
-    face = arr[face_box]
+    face = arr[face_box].astype(np.float32)
     face_luma = _luma(face)
     mean = float(face_luma.mean()) if face_luma.size else 0.0
     clipped_face = float(((face_luma <= 5) | (face_luma >= 250)).mean()) if face.size else 1.0
-    clipped_all = float(((luma <= 3) | (luma >= 252)).mean())
+    # numpy's mean of a bool array is this float64 division of the count.
+    clipped_all = clipped_count / (h * w)
     ok = (limits.face_luma_min <= mean <= limits.face_luma_max
           and clipped_face <= limits.max_clipped_share and clipped_all <= 2 * limits.max_clipped_share)
     dark = mean < limits.face_luma_min
