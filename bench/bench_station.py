@@ -7,7 +7,8 @@ Prints Markdown table rows (figure | value | plain baseline in the same run | ra
 - ready:    start to READY=1 (a real NOTIFY_SOCKET datagram socket) against a bare `python -c pass`,
             and the import time of `rekam run` (python -X importtime) against the interpreter's own.
 - backlog:  daemon RSS with 10,000 packets (--quick: 300) in the journal and the broker unreachable,
-            against the same daemon with an empty journal.
+            against the same daemon with an empty journal. Both start_daemon cases (ready, backlog)
+            and enroll give the daemon the unit's ``Environment=``, as systemd does.
 - send200:  station RSS growth while the uplink sends one 200 MB packet (--quick: 16 MB) to a local
             mosquitto (reuses bench_uplink's station role), against the RSS at its first sample.
 - enroll:   agent-side time of one enrollment (every API call except captures: session, biodata,
@@ -76,7 +77,8 @@ def start_daemon(config: Path, log: Path, notify_path: Path | None = None, *,
     ``pycache`` lets Python keep compiled bytecode there (as an installed package has it), even
     where the environment sets PYTHONDONTWRITEBYTECODE.
     """
-    env = clean_env()
+    # As systemd runs it: the unit's Environment= (malloc arenas, OpenBLAS threads) changes RSS.
+    env = {**clean_env(), **unit_environment()}
     if pycache is not None:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(pycache)
@@ -258,7 +260,7 @@ def bench_backlog(tmp: Path, quick: bool) -> None:
     seconds = 1.0 if quick else 12.0
     dead_port = free_port()  # nothing listens: the uplink keeps retrying, the backlog stays
     results: dict[str, list[int]] = {}
-    split: dict[str, tuple[int, int]] = {}
+    split: dict[str, tuple[int, int, int]] = {}
     for name, n, devices in (("empty", 0, True), ("backlog", count, True),
                              ("empty-nodev", 0, False), ("backlog-nodev", count, False)):
         st = prepared_station(tmp / f"rss-{name}", devices=devices, uplink_enabled=True,
@@ -272,7 +274,8 @@ def bench_backlog(tmp: Path, quick: bool) -> None:
                 raise RuntimeError(f"daemon not ready: {st.log_tail()}")
             results[name] = sample_rss(proc.pid, seconds)
             # Anonymous (heap, arenas) against file-backed (mapped libraries) at the last sample.
-            split[name] = (proc_status_kib(proc.pid, "RssAnon"), proc_status_kib(proc.pid, "RssFile"))
+            split[name] = (proc_status_kib(proc.pid, "RssAnon"), proc_status_kib(proc.pid, "RssFile"),
+                           proc_status_kib(proc.pid, "Threads"))
         finally:
             stop_daemon(proc)
     for suffix, what in (("", "every device emulated in-process"), ("-nodev", "no devices configured")):
@@ -282,7 +285,8 @@ def bench_backlog(tmp: Path, quick: bool) -> None:
             f"{statistics.median(b) / 1024:.1f} / {max(b) / 1024:.1f} MB",
             f"same daemon, empty journal: {statistics.median(e) / 1024:.1f} / {max(e) / 1024:.1f} MB; "
             f"anon/file {split['backlog' + suffix][0] / 1024:.1f}/{split['backlog' + suffix][1] / 1024:.1f} MB "
-            f"(empty {split['empty' + suffix][0] / 1024:.1f}/{split['empty' + suffix][1] / 1024:.1f} MB)",
+            f"(empty {split['empty' + suffix][0] / 1024:.1f}/{split['empty' + suffix][1] / 1024:.1f} MB); "
+            f"threads {split['backlog' + suffix][2]}",
             f"{max(b) / max(e):.2f}", "<= 60 MB")
 
 
