@@ -235,8 +235,14 @@ def role_ho(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_child(role: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Run one role in a fresh interpreter; the station gets the unit's ``Environment=``, as installed."""
+    env = None
+    if role == "station":
+        from bench_station import unit_environment
+
+        env = {**os.environ, **unit_environment()}
     out = subprocess.run([sys.executable, __file__, "--role", role, json.dumps(params)],
-                         capture_output=True, text=True, cwd=ROOT, check=False)
+                         capture_output=True, text=True, cwd=ROOT, check=False, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"{role} failed: {out.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])

@@ -62,11 +62,13 @@ DEADLINE_SCAN_SECONDS = 0.25
 # Packets are started this many windows of chunks before their first chunk is due, so the
 # hashed reads of the next packets (reader thread) are done by then even on a loaded machine.
 PLAN_AHEAD = 2
-# Packets started are marked "sending" together: one transaction (one fsync) for up to
-# MARK_BATCH of them, or for those waiting MARK_DELAY_SECONDS. The mark is advisory (see
-# _settle_marks); one per packet cost about a sixth of the station's CPU in a loopback drain.
+# Packets are marked "sending" ahead, MARK_BATCH at a time (the one starting and the next in the
+# outbox), in one transaction (one fsync): one transaction per packet cost about a sixth of the
+# station's CPU in a loopback drain. A packet's first chunk waits for its mark (so a restart
+# after a crash asks head office before resending it), at most MARK_WAIT_SECONDS: the mark
+# is advisory and a stalled disk must not stop delivery.
 MARK_BATCH = 64
-MARK_DELAY_SECONDS = 0.25
+MARK_WAIT_SECONDS = 5.0
 # Rows read in one journal call (one snapshot) when they are the next ones to send: saves the
 # per-call SQLite work (about a quarter of a row's read) and holds at most 1 MiB extra.
 ROWS_PER_READ = 4
@@ -161,6 +163,8 @@ class _Packet:
     rows_read: dict[int, tuple[bytes, str]] = field(default_factory=dict)
     inflight: set[int] = field(default_factory=set)
     fallback: list[int] = field(default_factory=list)
+    # Its mark_sending batch, until taken in (the first chunk waits for it).
+    mark: Future[dict[str, JournalError]] | None = None
     ack_deadline: float | None = None
     queries: int = 0
 
@@ -246,6 +250,7 @@ class Sender:
         self.stats = SenderStats()
         self.packets: dict[str, _Packet] = {}  # in transfer or awaiting head office's ack
         self.inflight: dict[int, tuple[str, str, int]] = {}  # mid -> (kind, id, n)
+        self._chunks_inflight = 0  # entries of kind "chunk" in inflight (asked once per chunk)
         self.events_inflight: set[int] = set()
         self._candidates: deque[PacketInfoLike] = deque()
         self._candidates_at = -1e9
@@ -261,10 +266,15 @@ class Sender:
         self._pool: ThreadPoolExecutor | None = None  # started on first use, again after close
         self._mark_pool: ThreadPoolExecutor | None = None
         self._prefetched: dict[tuple[str, int], Future[tuple[bytes, str]]] = {}
-        # Packets started and not yet handed to the marker thread, and the batch it is marking.
-        self._unmarked: list[str] = []
-        self._unmarked_since = 0.0
-        self._marking: tuple[list[str], Future[dict[str, JournalError]]] | None = None
+        # Batches of marks submitted and not yet taken in (marker order); the batch of each
+        # packet id in them; the ids this process marked that have not started; whether each
+        # id marked ahead was a resume before our mark changed its row; the ids whose mark the
+        # journal refused (state changed) since the outbox was last read.
+        self._mark_batches: deque[tuple[list[str], Future[dict[str, JournalError]]]] = deque()
+        self._mark_pending: dict[str, Future[dict[str, JournalError]]] = {}
+        self._marked_here: set[str] = set()
+        self._resumed_before_mark: dict[str, bool] = {}
+        self._mark_refused: set[str] = set()
         self._journal_full = False  # one log line per full-disk episode, not one per packet
         self._drain: deque[tuple[float, int]] = deque()  # (time, bytes) for the drain rate
 
@@ -299,6 +309,7 @@ class Sender:
                 packet.todo.appendleft(index)
                 self._want(packet)
         self.inflight.clear()
+        self._chunks_inflight = 0
         self.events_inflight.clear()
         for source in self.sources:
             source.inflight.clear()
@@ -310,24 +321,18 @@ class Sender:
         self._events_due = -1e9
 
     def close(self) -> None:
-        """Stop the reader and marker threads; the packets started are marked before it returns."""
+        """Stop the reader and marker threads (waits for the read or mark under way, if any)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-        batches = [self._marking[1]] if self._marking is not None else []
-        if self._unmarked:
-            # A clean stop keeps the marks, so a restart asks head office before resending.
-            batches.append(self._marker().submit(self.journal.mark_sending_many, self._unmarked))
         if self._mark_pool is not None:
-            self._mark_pool.shutdown(wait=True)
+            self._mark_pool.shutdown(wait=True, cancel_futures=True)
             self._mark_pool = None
-        for batch in batches:
-            if batch.exception() is not None:
-                log.warning("packets started before the stop were not marked sending (advisory): "
-                            "%s", type(batch.exception()).__name__)
         self._prefetched.clear()
-        self._marking = None
-        self._unmarked = []
+        self._mark_batches.clear()
+        self._mark_pending.clear()
+        self._marked_here.clear()
+        self._resumed_before_mark.clear()
 
     def _want(self, packet: _Packet) -> None:
         """``packet`` has chunks in ``todo``: let the chunk pump find it."""
@@ -424,7 +429,7 @@ class Sender:
 
     def chunks_inflight(self) -> int:
         """Chunks published and not yet PUBACKed."""
-        return sum(1 for kind, _, _ in self.inflight.values() if kind == "chunk")
+        return self._chunks_inflight
 
     def pump(self, publish: PublishFn) -> float:
         """Publish what fits now; return seconds until pump should be called again at latest."""
@@ -488,9 +493,16 @@ class Sender:
                 rows.sort(key=lambda p: (-p.priority, p.created_at < today, p.created_at))
             self._candidates = deque(rows)
             self._candidates_at = now
+            self._mark_refused.clear()  # the outbox just read no longer lists them
+            listed = {p.packet_id for p in rows}
+            for pid in [p for p in self._resumed_before_mark if p not in listed]:
+                # Delivered or gone; one that merely fell past the scan is later treated as
+                # a resume (a query first): slower, never wrong.
+                self._resumed_before_mark.pop(pid)
+                self._marked_here.discard(pid)
         while self._candidates:
             info = self._candidates.popleft()
-            if info.packet_id not in self.packets:
+            if info.packet_id not in self.packets and info.packet_id not in self._mark_refused:
                 return info
         self._empty_until = now + POLL_SECONDS
         return None
@@ -511,16 +523,16 @@ class Sender:
         packet = _Packet(info.packet_id, info.size, info.sha256, chunk_size, chunks,
                          rows=info.size > 0 and info.chunk_bytes == chunk_size)
         todo = [i for i in range(chunks) if i not in confirmed]
-        # attempts > 0: an earlier connection or process sent some of it (the journal turns
-        # "sending" back into "queued" at start-up, so the state alone cannot tell).
-        resumed = info.state == "sending" or info.attempts > 0
-        # Recorded by the marker thread with the other packets started about now (one fsync,
-        # off this thread); the outcome is taken in by _settle_marks without holding back the
-        # packet's chunks.
-        if not self._unmarked:
-            self._unmarked_since = self.clock()
-        self._unmarked.append(info.packet_id)
-        self.packets[info.packet_id] = packet
+        # A mark this process wrote ahead of the packet's start does not make it a resume.
+        pid = info.packet_id
+        resumed = self._resumed_before_mark.pop(pid, None)
+        if resumed is None:
+            resumed = _resumed(info)
+        if pid in self._marked_here:
+            self._marked_here.discard(pid)
+        else:
+            packet.mark = self._mark_pending.get(pid) or self._mark_ahead(info)
+        self.packets[pid] = packet
         if resumed:
             # Ask head office what it already has before sending anything again.
             packet.fallback = todo
@@ -551,13 +563,16 @@ class Sender:
             index = packet.todo[0]
             offset = index * packet.chunk_size
             length = min(packet.chunk_size, packet.size - offset)
-            if not self._settle_marks() or packet.packet_id not in self.packets:
+            if packet.mark is not None and not self._await_mark(packet):
                 continue
             inline = packet.rows and index not in packet.check
             future = None if inline else self._prefetched.pop((packet.packet_id, index), None)
-            if future is None and not inline:
-                future = self._submit(packet, index)
-            self._fill_pipeline(publish)
+            if not inline:
+                if future is None:
+                    future = self._submit(packet, index)
+                # Hashed reads run ahead on the reader thread; stored rows need no lead (and
+                # the plan is refilled whenever the window fills, below).
+                self._fill_pipeline(publish)
             try:
                 if future is None:
                     data, digest = self._next_row(packet, index)
@@ -591,56 +606,82 @@ class Sender:
             packet.todo.popleft()
             packet.inflight.add(index)
             self.inflight[mid] = ("chunk", packet.packet_id, index)
+            self._chunks_inflight += 1
             crash_point("mid-chunk")
             self.bucket.consume(length, self.clock())
             self.stats.chunks_sent += 1
 
-    def _submit_marks(self, now: float, *, force: bool = False) -> None:
-        """Hand the started packets to the marker thread when a batch is due and none is running."""
-        if not self._unmarked or self._marking is not None:
-            return
-        if not force and (len(self._unmarked) < MARK_BATCH
-                          and now - self._unmarked_since < MARK_DELAY_SECONDS):
-            return
-        batch, self._unmarked = self._unmarked, []
-        self._marking = (batch, self._marker().submit(self.journal.mark_sending_many, batch))
+    def _mark_ahead(self, first: PacketInfoLike) -> Future[dict[str, JournalError]]:
+        """Mark ``first`` and the next packets of the outbox sending, in one batch on the marker."""
+        batch = [first.packet_id]
+        for info in self._candidates:
+            if len(batch) >= MARK_BATCH:
+                break
+            other = info.packet_id
+            if (other not in self.packets and other not in self._mark_pending
+                    and other not in self._marked_here and other not in self._mark_refused):
+                batch.append(other)
+                self._resumed_before_mark[other] = _resumed(info)
+        future = self._marker().submit(self.journal.mark_sending_many, batch)
+        self._mark_batches.append((batch, future))
+        for other in batch:
+            self._mark_pending[other] = future
+        return future
 
-    def _settle_marks(self) -> bool:
-        """Take in a finished batch of marks without waiting for it; start the next one if due.
+    def _await_mark(self, packet: _Packet) -> bool:
+        """Before a packet's first chunk: wait (bounded) for its mark; False if it was dropped."""
+        future = packet.mark
+        assert future is not None  # the caller checks
+        try:
+            future.exception(timeout=MARK_WAIT_SECONDS)
+        except FutureTimeout:
+            log.warning("marking packet %s sending takes over %.0f s; sending without the "
+                        "(advisory) mark", packet.packet_id, MARK_WAIT_SECONDS)
+        packet.mark = None
+        self._settle_marks()
+        return packet.packet_id in self.packets
+
+    def _settle_marks(self) -> None:
+        """Take in the finished batches of marks (in order) without waiting for the others.
 
         The mark is advisory (a packet whose mark is lost is sent again whole and head office
-        keeps one copy), so chunks do not wait for its fsync. A packet whose state changed
-        meanwhile (quarantined, delivered) is dropped. A full disk does not stop sending:
-        delivery is what frees the space, and acks are written from the journal's reserve.
-        Returns False when a packet was dropped (the caller picks again).
+        keeps one copy). A packet whose state changed meanwhile (quarantined, delivered) is
+        dropped, or not started. A full disk does not stop sending: delivery is what frees
+        the space, and acks are written from the journal's reserve.
         """
-        kept = True
-        if self._marking is not None and self._marking[1].done():
-            _batch, future = self._marking
-            self._marking = None
+        while self._mark_batches and self._mark_batches[0][1].done():
+            batch, future = self._mark_batches.popleft()
+            for pid in batch:
+                self._mark_pending.pop(pid, None)
             exc = None if future.cancelled() else future.exception()
             if isinstance(exc, JournalFullError):
                 if not self._journal_full:
                     log.warning("journal full: packets are sent without their 'sending' mark "
                                 "(advisory) until it has room")
                     self._journal_full = True
-            elif exc is not None and not isinstance(exc, JournalError):
+                continue
+            if exc is not None and not isinstance(exc, JournalError):
                 raise exc
-            elif exc is not None:
-                log.warning("packets not marked sending (advisory): %s: %s",
-                            type(exc).__name__, exc)
-            elif not future.cancelled():
-                if self._journal_full:
-                    log.info("journal writable again: packets are marked sending again")
-                    self._journal_full = False
-                for pid, error in future.result().items():
+            if exc is not None or future.cancelled():
+                log.warning("packets not marked sending (advisory): %s",
+                            type(exc).__name__ if exc else "cancelled")
+                continue
+            if self._journal_full:
+                log.info("journal writable again: packets are marked sending again")
+                self._journal_full = False
+            refused = future.result()
+            for pid in batch:
+                error = refused.get(pid)
+                packet = self.packets.get(pid)
+                if error is None:
+                    if packet is None and pid in self._resumed_before_mark:
+                        self._marked_here.add(pid)  # marked ahead of its start
+                elif packet is not None:
                     # Changed state since the outbox was read (quarantined, delivered).
-                    packet = self.packets.get(pid)
-                    if packet is not None:
-                        self._drop_packet(packet, f"cannot mark it sending: {type(error).__name__}")
-                        kept = False
-        self._submit_marks(self.clock())
-        return kept
+                    self._drop_packet(packet, f"cannot mark it sending: {type(error).__name__}")
+                else:
+                    self._resumed_before_mark.pop(pid, None)
+                    self._mark_refused.add(pid)
 
     def _drop_packet(self, packet: _Packet, why: str) -> None:
         """Stop transferring a packet the journal cannot give back intact."""
@@ -696,6 +737,7 @@ class Sender:
             return
         if kind != "chunk":
             return
+        self._chunks_inflight -= 1
         packet = self.packets.get(ident)
         if packet is None:
             return
@@ -782,6 +824,15 @@ class Sender:
             return 0.0
         span = max(now - self._drain[0][0], 1.0)
         return sum(n for _, n in self._drain) / span
+
+
+def _resumed(info: PacketInfoLike) -> bool:
+    """Whether an earlier connection or process sent some of the packet (its row as read).
+
+    attempts > 0 counts too: the journal turns "sending" back into "queued" at start-up, so
+    the state alone cannot tell.
+    """
+    return info.state == "sending" or info.attempts > 0
 
 
 def event_payload(event: EventLike) -> bytes:
