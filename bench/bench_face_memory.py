@@ -190,8 +190,10 @@ def odd_inputs() -> Iterator[tuple[str, Any]]:
 
     from drivers.emulators.camera import Portrait, render_portrait
 
+    # Heights 450, 720, 1080, 1440 and 2160 are reduced band by band, the others whole.
     for size in [(1, 1), (3, 3), (7, 2), (64, 48), (320, 240), (640, 480), (1080, 1920),
-                 (2048, 1536), (1280, 721), (641, 361)]:
+                 (2048, 1536), (1280, 721), (641, 361), (800, 450), (1280, 720), (1920, 1080),
+                 (2560, 1440), (3840, 2160)]:
         yield f"size {size[0]}x{size[1]}", render_portrait(size[0], size[1], Portrait())
     img = render_portrait(960, 540, Portrait())
     for mode in ("L", "RGBA", "P", "1", "CMYK", "I;16", "LA"):

@@ -14,9 +14,11 @@ from agent.config import QualityConfig
 from agent.quality.face import (
     BAND_ROWS,
     NOT_CHECKED,
+    WORK_HEIGHT,
     FaceQuality,
     FaceThresholds,
     _scan_bands,
+    _work_array,
     check_face,
     check_face_jpeg,
     classify_colour,
@@ -230,3 +232,31 @@ def test_jpeg_path_equals_the_image_path_on_the_same_reduced_decode() -> None:
     for rule, year in (("birth-year", 1992), ("red", None), ("any", None)):
         assert (check_face_jpeg(data, rule=rule, birth_year=year)
                 == check_face(reduced, rule=rule, birth_year=year, original_size=(1920, 1080)))
+
+
+def _whole_resize(img: Image.Image) -> np.ndarray:
+    new_w = max(3, round(img.width * WORK_HEIGHT / img.height))
+    return np.asarray(img.resize((new_w, WORK_HEIGHT), Image.Resampling.BOX))
+
+
+@settings(max_examples=60)
+@given(st.integers(WORK_HEIGHT + 1, 4 * WORK_HEIGHT + 50), st.floats(0.3, 2.5), st.integers(0, 2**31))
+def test_banded_resize_equals_the_whole_resize(h: int, aspect: float, seed: int) -> None:
+    # The working copy is resized band by band where that is exact (a frame at least as wide as
+    # high, and a power-of-two denominator in the scale, e.g. 540 -> 360 lines) and whole
+    # otherwise (480 -> 360, tall images); either way every pixel must be what one whole BOX
+    # resize gives. Half the examples take a height the bands accept.
+    if seed % 2:
+        h = (450, 540, 720, 1080, 1440, 480, 600)[seed % 7]
+    w = max(1, round(h * aspect))
+    arr = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    img = Image.fromarray(arr)
+    assert np.array_equal(_work_array(img), _whole_resize(img))
+
+
+def test_banded_resize_equals_the_whole_resize_at_camera_sizes() -> None:
+    rng = np.random.default_rng(3)
+    for w, h in ((960, 540), (1920, 1080), (1280, 720), (800, 450), (800, 600), (3840, 2160),
+                 (540, 540), (270, 480)):
+        img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        assert np.array_equal(_work_array(img), _whole_resize(img)), (w, h)

@@ -19,19 +19,23 @@ What is NOT checked (needs a face or eye detector we do not have): that the blob
 eye positions and inter-eye distance, head pose, eyes open, expression, glasses glare, hats,
 shadows on the face, colour cast. These are listed in every result's ``not_checked``.
 
-Memory (issue 7: the face capture was the daemon's largest step). The working image is kept as
-uint8, as Pillow hands it over; float32 exists only for the small regions a value is read from
-(border strips, face box) and for one band of rows at a time where the whole image is scanned
-(subject mask, clipped share). Every value is the same float32 arithmetic on the same pixels as
-when the whole image was one float32 array, so the measurements are bit for bit what they were
-(compared over 200+ emulator scenes: bench/bench_face_memory.py --compare). From JPEG bytes, libjpeg
-decodes at the smallest DCT scale that is still at least WORK_HEIGHT high (the full-size frame is
-never decoded) and that decoded image is dropped as soon as it is reduced.
+Memory (issue 7: the face capture was the daemon's largest step). From JPEG bytes, libjpeg
+decodes at the smallest DCT scale that is still at least WORK_HEIGHT high (a 1080p frame at
+960x540; the full-size frame never exists), and that decode is dropped once reduced. The
+reduction to WORK_HEIGHT runs band by band into one uint8 array where Pillow's BOX resize gives
+the same pixels that way (see ``_exact_band_step``), whole otherwise. The working image stays
+uint8; float32 exists only for the small regions a value is read from (border strips, face box)
+and for one band of rows at a time where the whole image is scanned (subject mask, clipped
+share). Every value is the same float32 arithmetic on the same pixels as when the whole image
+was one float32 array, so the measurements are bit for bit what they were before this change
+(0c06126), not merely the same verdicts: bench/bench_face_memory.py --compare checks every
+result and every graded value at full precision over the emulator's scenes.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,9 +55,11 @@ NOT_CHECKED: tuple[str, ...] = (
 
 # Working height: enough for every check, small enough for the time budget.
 WORK_HEIGHT = 360
-# Rows per band where the whole working image is scanned: float32 temporaries of 40 x 640 px
-# are 100 KB each, against 0.9 MB for the whole image, and numpy's per-call cost stays small.
-BAND_ROWS = 40
+# Lines per band where the whole working image is reduced or scanned: at 20 the bands' buffers
+# (float32 temporaries of 20 x 640 px are 51 KB each, against 0.9 MB for the whole image) are
+# small beside the 2 MB JPEG decode, and 18 calls of numpy and Pillow a band cost no more CPU
+# than 9 (measured: peak +2.9 MB at 20 lines, +3.3 at 40, +3.7 at 80; CPU within the noise).
+BAND_ROWS = 20
 
 
 @dataclass(frozen=True)
@@ -180,15 +186,61 @@ def check_face(
 
 
 def _work_array(img: Image.Image) -> np.ndarray:
-    """The image as RGB at working height, as a read-only uint8 array (height, width, 3)."""
+    """The image as RGB at working height, as a uint8 array (height, width, 3)."""
     # convert() always copies; a 1080p RGB frame is 6 MB copied for nothing.
     work = img if img.mode == "RGB" else img.convert("RGB")
-    if work.height > WORK_HEIGHT:
-        # A fixed working height makes sharpness and sizes comparable across camera modes;
-        # BOX resampling is an average, cheap even for a 1080p frame.
-        new_w = max(3, round(work.width * WORK_HEIGHT / work.height))
-        work = work.resize((new_w, WORK_HEIGHT), Image.Resampling.BOX)
-    return np.asarray(work)
+    if work.height <= WORK_HEIGHT:
+        return np.asarray(work)
+    # A fixed working height makes sharpness and sizes comparable across camera modes;
+    # BOX resampling is an average, cheap even for a 1080p frame.
+    new_w = max(3, round(work.width * WORK_HEIGHT / work.height))
+    step = _exact_band_step(work.width, work.height)
+    if step is None:
+        return np.asarray(work.resize((new_w, WORK_HEIGHT), Image.Resampling.BOX))
+    # Whole, the resize holds a horizontally resampled copy of every source line (1.4 MB from a
+    # 960x540 decode) next to its output (4 bytes a pixel), and tobytes() doubles that output
+    # again; band by band each is a few hundred KB. Pillow resizes horizontally, then
+    # vertically; each band does the same in two calls (one call with a box may take the other
+    # order, whose rounding differs), reading the source lines its output lines cover.
+    arr = np.empty((WORK_HEIGHT, new_w, 3), dtype=np.uint8)
+    scale = work.height / WORK_HEIGHT  # exact: a power-of-two denominator (_exact_band_step)
+    for r0 in range(0, WORK_HEIGHT, step):
+        r1 = min(WORK_HEIGHT, r0 + step)
+        top, bottom = r0 * scale, r1 * scale  # whole source lines (see _exact_band_step)
+        # BOX reads exactly the lines [top, bottom); two spare lines each side make sure no
+        # band's edge clips what its first or last line reads (only the image's edges may).
+        y0, y1 = max(0, int(top) - 2), min(work.height, int(bottom) + 2)
+        # Horizontal only: the vertical part of this call maps each line to itself, exactly.
+        lines = work.resize((new_w, y1 - y0), Image.Resampling.BOX, box=(0, y0, work.width, y1))
+        band = lines.resize((new_w, r1 - r0), Image.Resampling.BOX,
+                            box=(0, top - y0, new_w, bottom - y0))
+        arr[r0:r1] = np.asarray(band)
+    return arr
+
+
+def _exact_band_step(width: int, height: int) -> int | None:
+    """Output lines per band for which a banded resize to WORK_HEIGHT gives the whole resize's
+    pixels, or None where it would not (the caller then resizes whole).
+
+    Two conditions, both checked against one whole resize by tests/test_face_quality.py:
+
+    * the order of the passes: the bands resize horizontally, then vertically, as Pillow does
+      for a frame at least as wide as high. For a tall image (about twice as high as wide)
+      Pillow 13 resizes vertically first, which rounds differently.
+    * exact positions: Pillow puts output line ``i`` at ``box_top + (i + 0.5) * scale`` source
+      lines, in double precision, and derives the lines it reads and their weights from that.
+      When ``scale`` has a power-of-two denominator (540 -> 360 lines is 3/2) and every band
+      starts on a whole source line, each position is exact and equal to the whole resize's.
+      480 -> 360 (4/3) is not.
+    """
+    if width < height:
+        return None
+    g = math.gcd(height, WORK_HEIGHT)
+    den = WORK_HEIGHT // g  # scale = (height // g) / den
+    if den & (den - 1):
+        return None
+    # A multiple of den near BAND_ROWS: bands then start on whole source lines.
+    return max(den, BAND_ROWS // den * den)
 
 
 def _scan_bands(arr: np.ndarray, bg: np.ndarray) -> tuple[np.ndarray, int]:
