@@ -21,7 +21,9 @@ machine's load; the figures are medians over the rounds.
 image modes) through ``check_face`` and ``check_face_jpeg`` and prints how many results differ and
 the largest difference of every measured value. The values that feed a grade are read at full
 precision by recording the arguments of the module's ``grade`` calls, the Laplacian variance by
-a second call with a sharpness limit that makes its score proportional to it.
+a second call with a sharpness limit that makes its score proportional to it; the working
+image, the subject mask and the whole-image clipped share are compared directly against the old
+whole-image arithmetic.
 
 Prints Markdown table rows: figure | measured | baseline (same run) | ratio | target. Nothing
 here asserts anything.
@@ -205,19 +207,46 @@ def _numbers(text: str) -> list[float]:
     return [float(x) for x in re.findall(r"[-+]?\d+(?:\.\d+)?", text)]
 
 
+# What the numbers in each check's ``measured`` text are, in order (as printed, rounded).
+PRINTED: dict[str, tuple[str, ...]] = {
+    "resolution": ("width", "height"),
+    "background_uniform": ("spread, 1 decimal", "intrusion, 3 decimals"),
+    "centred": ("head centre offset, 2 decimals",),
+    "size": ("head width share, 2 decimals", "crown margin, 2 decimals"),
+    "exposure": ("face luminance, 0 decimals", "clipped share of the face box, 3 decimals",
+                 "clipped share of the whole image, 3 decimals"),
+    "sharpness": ("Laplacian variance, 1 decimal",),
+}
+
+
 def _fields(result: Any) -> Any:
     if isinstance(result, str):
         return result
     return (result.score, result.passed, result.checks, result.not_checked)
 
 
-def _run_recorded(face: ModuleType, call: Callable[[ModuleType], Any]) -> tuple[Any, list[float]]:
-    """``call(face)`` with every ``grade`` argument recorded (the raw measured values)."""
+def _graded_names(face: ModuleType) -> dict[tuple[float, float, float], str]:
+    """What each ``grade(value, lo, hi, soft)`` call of the check measures, by its limits."""
+    t = face.FaceThresholds()
+    return {
+        (0, t.max_background_std, 30): "background spread",
+        (0, t.max_background_intrusion, 0.3): "background intrusion",
+        (0, t.max_centre_offset, 0.2): "head centre offset",
+        (t.min_head_width, t.max_head_width, 0.2): "head width share",
+        (t.min_crown_margin, t.max_crown_margin, 0.2): "crown margin",
+        (t.face_luma_min, t.face_luma_max, 60): "face luminance",
+        (0, t.max_clipped_share, 0.2): "face clipped share",
+    }
+
+
+def _run_recorded(face: ModuleType, call: Callable[[ModuleType], Any]) -> tuple[Any, list[tuple[str, float]]]:
+    """``call(face)`` with every ``grade`` argument recorded (the raw measured values, named)."""
     real = face.grade
-    seen: list[float] = []
+    names = _graded_names(face)
+    seen: list[tuple[str, float]] = []
 
     def recording(value: float, lo: float, hi: float, soft: float) -> float:
-        seen.append(value)
+        seen.append((names.get((lo, hi, soft), f"grade{(lo, hi, soft)}"), value))
         return float(real(value, lo, hi, soft))
 
     face.grade = recording
@@ -287,12 +316,13 @@ def compare(old: ModuleType, new: ModuleType, quick: bool) -> None:
         for c_old, c_new in zip(r_old.checks, r_new.checks, strict=True):
             for k, (a, b) in enumerate(zip(_numbers(c_old.measured), _numbers(c_new.measured),
                                            strict=True)):
-                key = f"{c_old.name} printed value {k + 1}"
+                key = f"{c_old.name}: {PRINTED[c_old.name][k]}"
                 largest[key] = max(largest.get(key, 0.0), abs(a - b))
             largest[f"{c_old.name} score"] = max(largest.get(f"{c_old.name} score", 0.0),
                                                  abs(c_old.score - c_new.score))
-        for k, (a, b) in enumerate(zip(raw_old, raw_new, strict=True)):
-            key = f"graded value {k + 1} (full precision)"
+        for (name, a), (name_new, b) in zip(raw_old, raw_new, strict=True):
+            assert name == name_new, (label, name, name_new)
+            key = f"{name}, full precision"
             largest[key] = max(largest.get(key, 0.0), abs(a - b))
         largest["total score"] = max(largest.get("total score", 0.0), abs(r_old.score - r_new.score))
 
@@ -306,11 +336,41 @@ def compare(old: ModuleType, new: ModuleType, quick: bool) -> None:
         b = next(c.score for c in new.check_face(img, limits=lap_limits_new).checks if c.name == "sharpness")
         lap_diff = max(lap_diff, abs(a - b) * 1e12 / 50)
 
+    # The working image and the whole-image figures (subject mask, clipped share), which reach the
+    # result only through rounded text or a pass/fail, compared directly: the new banded steps
+    # against the old whole-image float32 arithmetic (the old module's _luma and _max_distance).
+    import numpy as np
+
+    pixels_differ = mask_differ = 0
+    clipped_diff = 0.0
+    images = [scene if isinstance(scene, Image.Image) else render_portrait(960, 540, scene)
+              for _label, scene in all_scenes[::2]]
+    images += [img for _l, img in odd_inputs() if img.mode == "RGB"]
+    for img in images:
+        work = new._work_array(img)
+        w_old = img if img.height <= new.WORK_HEIGHT else img.resize(
+            (max(3, round(img.width * new.WORK_HEIGHT / img.height)), new.WORK_HEIGHT), Image.Resampling.BOX)
+        arr_old = np.asarray(w_old, dtype=np.float32)
+        pixels_differ += not np.array_equal(work, np.asarray(w_old))
+        h, w, _ = arr_old.shape
+        bh, bw = max(2, h // 12), max(2, w // 12)
+        bg = np.median(np.concatenate([arr_old[:bh].reshape(-1, 3), arr_old[: int(h * 0.55), :bw].reshape(-1, 3),
+                                       arr_old[: int(h * 0.55), w - bw :].reshape(-1, 3)]), axis=0)
+        mask, clipped = new._scan_bands(work, bg)
+        luma = old._luma(arr_old)
+        mask_differ += not np.array_equal(mask, old._max_distance(arr_old, bg) > 45)
+        clipped_diff = max(clipped_diff, abs(clipped / (h * w) - float(((luma <= 3) | (luma >= 252)).mean())))
+
     print("| comparison | measured | cases | - | target |")
     print("| --- | --- | --- | --- | --- |")
     print(f"| results not equal (every check, score, text, graded value) | {differ} | {len(cases)} | - | 0 |")
     print(f"| pass/fail verdicts that differ (overall or any check) | {verdicts} | {len(cases)} | - | 0 |")
     print(f"| inputs both versions refused (same exception) | {raised} | {len(cases)} | - | - |")
+    print(f"| working images (uint8 at 360 lines) not equal to the old whole resize | {pixels_differ} | "
+          f"{len(images)} | - | 0 |")
+    print(f"| subject masks not equal to the old whole-image float32 mask | {mask_differ} | {len(images)} | - | 0 |")
+    print(f"| largest difference: clipped share of the whole image, full precision | {clipped_diff:g} | "
+          f"{len(images)} | - | 0 |")
     print(f"| largest Laplacian variance difference, full precision | {lap_diff:g} | "
           f"{len(all_scenes[::2])} | - | 0 |")
     for key in sorted(largest):
