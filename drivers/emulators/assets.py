@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -69,6 +68,9 @@ def _render_in_child(kind: str, params: Mapping[str, Any], directory: Path) -> N
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AssetError(f"emulator asset directory {directory} unusable: {exc}") from exc
+    # Imported here: a daemon replaying files it already has never starts a child.
+    import subprocess
+
     cmd = [sys.executable, "-m", "drivers.emulators.assets", kind, json.dumps(params), str(directory)]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=_CHILD_TIMEOUT_S,
