@@ -67,15 +67,15 @@ assert "numpy.random" in sys.modules
 
 
 def test_the_image_emulators_load_no_drawing_filters_or_subprocess_until_they_render() -> None:
-    # In asset mode the daemon replays finished bytes: the blur filters and the child-process
+    # In asset mode the daemon replays finished bytes: drawing, blur filters and the child-process
     # machinery are only for synthesising, so importing the emulators must not load them.
     code = """
 import sys
 import drivers.emulators.camera, drivers.emulators.iris, drivers.emulators.tenprint
-loaded = {"subprocess", "PIL.ImageFilter"} & set(sys.modules)
+loaded = {"subprocess", "PIL.ImageDraw", "PIL.ImageFilter"} & set(sys.modules)
 assert not loaded, loaded
 drivers.emulators.iris.render_iris()
-assert "PIL.ImageFilter" in sys.modules
+assert {"PIL.ImageDraw", "PIL.ImageFilter"} <= set(sys.modules)
 """
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          timeout=120, check=False)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from drivers.camera import v4l2
 from drivers.emulators import assets
@@ -53,7 +53,7 @@ class Portrait:
 def render_portrait(width: int, height: int, p: Portrait = Portrait()) -> Image.Image:
     """Draw one synthetic portrait as an RGB image."""
     # Only the in-process synthesis draws; in asset mode (the daemon in bench enroll) it never runs.
-    from PIL import ImageFilter
+    from PIL import ImageDraw, ImageFilter
 
     img = Image.new("RGB", (width, height), p.background)
     d = ImageDraw.Draw(img)

@@ -18,7 +18,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from drivers.emulators import assets
 from drivers.iris.base import IRIS_HEIGHT, IRIS_WIDTH, Eye, EyeSelection, IrisImage, eyes_of
@@ -43,7 +43,7 @@ class IrisScene:
 def render_iris(scene: IrisScene = IrisScene(), eye: Eye = "left") -> Image.Image:
     """Draw a 640x480 8-bit near-infrared iris-like image."""
     # Only the in-process synthesis draws; in asset mode (the daemon in bench enroll) it never runs.
-    from PIL import ImageFilter
+    from PIL import ImageDraw, ImageFilter
 
     w, h = IRIS_WIDTH, IRIS_HEIGHT
     rng = np.random.default_rng(scene.seed + (0 if eye == "left" else 1))
