@@ -3,7 +3,7 @@
 Run: /work/venv/bin/python bench/bench_face_memory.py [--baseline-rev REV] [--rounds N] [--compare]
 
 Memory and time are measured on a 1080p portrait JPEG from the camera emulator, each figure in a
-fresh child process (``MALLOC_ARENA_MAX=2``, as the systemd unit sets) that loads one version of
+fresh child process (with the systemd unit's ``Environment=``, as installed) that loads one version of
 ``agent/quality/face.py`` from a file: the baseline (``git show REV:agent/quality/face.py``) or
 this tree's. Baseline and current children alternate, round by round, so each pair shares the
 machine's load; the figures are medians over the rounds.
@@ -118,8 +118,10 @@ def child(module_path: Path, jpeg_path: Path, kind: str) -> dict[str, Any]:
 
 
 def run_child(module_path: Path, jpeg_path: Path, kind: str) -> dict[str, Any]:
-    """Run :func:`child` in a fresh interpreter with the unit's malloc setting."""
-    env = dict(os.environ, MALLOC_ARENA_MAX="2")
+    """Run :func:`child` in a fresh interpreter with the unit's ``Environment=`` (malloc settings)."""
+    from bench_station import unit_environment
+
+    env = {**os.environ, **unit_environment()}
     out = subprocess.run(
         [sys.executable, __file__, "--child", str(module_path), str(jpeg_path), kind],
         capture_output=True, text=True, cwd=ROOT, env=env, check=True, timeout=300,
