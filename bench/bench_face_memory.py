@@ -55,8 +55,8 @@ CURRENT = ROOT / "agent" / "quality" / "face.py"
 DEFAULT_BASELINE_REV = "0c06126"
 
 
-def load_face_module(path: Path, name: str) -> ModuleType:
-    """Load one version of the face check from ``path`` as module ``name``."""
+def load_module_file(path: Path, name: str) -> ModuleType:
+    """Import the Python file at ``path`` as module ``name`` (one version of a module, side by side)."""
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -84,7 +84,7 @@ def child(module_path: Path, jpeg_path: Path, kind: str) -> dict[str, Any]:
     import numpy  # noqa: F401  (imported before "before", as in the daemon)
     from PIL import Image
 
-    face = load_face_module(module_path, "face_under_test")
+    face = load_module_file(module_path, "face_under_test")
     data = jpeg_path.read_bytes()
     if kind.endswith("warm"):
         buf = io.BytesIO()
@@ -445,7 +445,7 @@ def main() -> None:
         print(f"load average at end: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
 
         if args.compare:
-            compare(load_face_module(baseline, "face_baseline"), load_face_module(CURRENT, "face_current"),
+            compare(load_module_file(baseline, "face_baseline"), load_module_file(CURRENT, "face_current"),
                     args.quick)
 
 

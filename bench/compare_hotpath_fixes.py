@@ -12,7 +12,6 @@ would stop the run. Prints Markdown table rows; nothing here asserts a timing.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import subprocess
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from bench_face_memory import load_module_file  # noqa: E402
 
 from agent.printing import render as render_now  # noqa: E402
 from agent.printing.samples import sample_card  # noqa: E402
@@ -48,13 +48,7 @@ def load_old(rev: str, key: str, tmp: Path) -> ModuleType:
                          check=True, capture_output=True).stdout
     path = tmp / f"{key}_before.py"
     path.write_bytes(src)
-    name = f"_before_{key}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(mod)
-    return mod
+    return load_module_file(path, f"_before_{key}")
 
 
 def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
