@@ -6,13 +6,12 @@ matters here is the order of journal writes and publishes, which a broker would 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 from agent.journal import Journal
 from agent.journal.errors import JournalError
-from agent.uplink.sender import MARK_BATCH, Sender
+from agent.uplink.sender import MARK_AHEAD_SECONDS, MARK_BATCH, Sender
 from agent.uplink.topics import Topics
 from tests.test_uplink_support import journal_cfg, save_packets
 
@@ -30,8 +29,12 @@ class CountingJournal(Journal):
         return super().mark_sending_many(packet_ids)
 
 
-def drain(journal: CountingJournal, sender: Sender) -> tuple[list[str], dict[str, str]]:
-    """Pump until every chunk is PUBACKed; return the queries and each first chunk's row state."""
+def drain(journal: CountingJournal, sender: Sender, clock: FakeClock | None = None,
+          rate: float = 0.0) -> tuple[list[str], dict[str, str]]:
+    """Pump until every chunk is PUBACKed; return the queries and each first chunk's row state.
+
+    With ``clock`` and ``rate``, the clock advances as if the link carried ``rate`` bytes/s.
+    """
     queries: list[str] = []
     state_at_first_chunk: dict[str, str] = {}
     pending: list[int] = []
@@ -51,6 +54,8 @@ def drain(journal: CountingJournal, sender: Sender) -> tuple[list[str], dict[str
             state_at_first_chunk[pid] = info.state
         mid = next(mids)
         pending.append(mid)
+        if clock is not None and pid and "query" not in fields:
+            clock.now += len(_payload) / rate
         return mid
 
     quiet = 0
@@ -65,9 +70,20 @@ def drain(journal: CountingJournal, sender: Sender) -> tuple[list[str], dict[str
     return queries, state_at_first_chunk
 
 
-def new_sender(journal: Journal) -> Sender:
+class FakeClock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def new_sender(journal: Journal, clock: FakeClock | None = None) -> Sender:
     sender = Sender(journal, Topics(STATION), chunk_bytes=CHUNK, window=8, ack_timeout=600,
-                    max_rejects=3, max_unacked_packets=10_000)
+                    max_rejects=3, max_unacked_packets=10_000,
+                    **({"clock": clock} if clock is not None else {}))
     sender.connected(max_packet_size=None, receive_maximum=None, overhead=1024)
     return sender
 
@@ -78,9 +94,10 @@ def test_marks_are_batched_and_written_before_each_first_chunk(tmp_path: Path) -
     journal.batches = []
     n = MARK_BATCH * 2 + 5
     packets = save_packets(journal, STATION, [CHUNK + 100] * n, seed=3)
-    sender = new_sender(journal)
+    clock = FakeClock()  # a fast link (1 GB/s), whatever the machine's load
+    sender = new_sender(journal, clock)
     try:
-        queries, first = drain(journal, sender)
+        queries, first = drain(journal, sender, clock, 1e9)
     finally:
         sender.close()
     try:
@@ -92,7 +109,8 @@ def test_marks_are_batched_and_written_before_each_first_chunk(tmp_path: Path) -
         assert queries == []
         marked = [pid for batch in journal.batches for pid in batch]
         assert sorted(marked) == sorted(packets)
-        assert len(journal.batches) <= math.ceil(n / MARK_BATCH) + 2
+        assert len(journal.batches) <= n // 4
+        assert max(len(b) for b in journal.batches) > MARK_BATCH // 2  # a fast drain marks many
         assert all(journal.packet(p).attempts == 1 for p in packets)  # type: ignore[union-attr]
     finally:
         journal.close()
@@ -118,3 +136,26 @@ def test_a_packet_sent_before_a_crash_is_resumed_with_a_query(tmp_path: Path) ->
     # chunks wait for the ack timeout); the others, marked ahead by this process, are not.
     assert queries == [first_id]
     assert set(first) == set(packets) - {first_id}
+
+
+def test_a_slow_link_marks_only_the_packets_about_to_leave(tmp_path: Path) -> None:
+    """The mark's time is the KPI "sent" stamp: ahead by about a second of the link, not minutes."""
+    (tmp_path / "s").mkdir(mode=0o700)
+    journal = CountingJournal.open(tmp_path / "s", journal_cfg(chunk_bytes=CHUNK))
+    journal.batches = []
+    size = 3 * CHUNK
+    packets = save_packets(journal, STATION, [size] * 40, seed=5)
+    clock = FakeClock()
+    rate = 4 * size  # four packets a second
+    sender = new_sender(journal, clock)
+    try:
+        queries, first = drain(journal, sender, clock, rate)
+    finally:
+        sender.close()
+        journal.close()
+    assert queries == [] and set(first) == set(packets) and set(first.values()) == {"sending"}
+    # A batch covers what the link carries in about a second (at least a window of chunks,
+    # plus the packet that crosses that line), never the 64 a fast drain marks at once.
+    budget = max(8 * CHUNK, rate * MARK_AHEAD_SECONDS)
+    assert all(len(b) * size <= budget + 2 * size for b in journal.batches)
+    assert len(journal.batches) >= 40 * size // (budget + 2 * size)

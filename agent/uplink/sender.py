@@ -62,12 +62,16 @@ DEADLINE_SCAN_SECONDS = 0.25
 # Packets are started this many windows of chunks before their first chunk is due, so the
 # hashed reads of the next packets (reader thread) are done by then even on a loaded machine.
 PLAN_AHEAD = 2
-# Packets are marked "sending" ahead, MARK_BATCH at a time (the one starting and the next in the
-# outbox), in one transaction (one fsync): one transaction per packet cost about a sixth of the
-# station's CPU in a loopback drain. A packet's first chunk waits for its mark (so a restart
-# after a crash asks head office before resending it), at most MARK_WAIT_SECONDS: the mark
-# is advisory and a stalled disk must not stop delivery.
+# Packets are marked "sending" ahead, up to MARK_BATCH at a time (the one starting and the next in
+# the outbox), in one transaction (one fsync): one transaction per packet cost about a sixth of
+# the station's CPU in a loopback drain. Only the packets due to start within about
+# MARK_AHEAD_SECONDS at the current drain rate (at least a window of chunks) are marked ahead,
+# because the mark's time is the packet's "sent" stamp in the service-time KPIs: on a slow link a
+# batch of 64 would stamp packets minutes before they leave. A packet's first chunk waits for its
+# mark (so a restart after a crash asks head office before resending it), at most
+# MARK_WAIT_SECONDS: the mark is advisory and a stalled disk must not stop delivery.
 MARK_BATCH = 64
+MARK_AHEAD_SECONDS = 1.0
 MARK_WAIT_SECONDS = 5.0
 # Rows read in one journal call (one snapshot) when they are the next ones to send: saves the
 # per-call SQLite work (about a quarter of a row's read) and holds at most 1 MiB extra.
@@ -614,9 +618,12 @@ class Sender:
     def _mark_ahead(self, first: PacketInfoLike) -> Future[dict[str, JournalError]]:
         """Mark ``first`` and the next packets of the outbox sending, in one batch on the marker."""
         batch = [first.packet_id]
+        ahead = first.size
+        budget = max(self.window * self.chunk_bytes, self.drain_rate() * MARK_AHEAD_SECONDS)
         for info in self._candidates:
-            if len(batch) >= MARK_BATCH:
+            if len(batch) >= MARK_BATCH or ahead >= budget:
                 break
+            ahead += info.size
             other = info.packet_id
             if (other not in self.packets and other not in self._mark_pending
                     and other not in self._marked_here and other not in self._mark_refused):
