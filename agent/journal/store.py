@@ -990,14 +990,11 @@ class Journal:
             if self._owner is not None:
                 return False
             try:
-                row = self._writer().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                self._wal_pending = self._checkpoint_on(self._writer(), "TRUNCATE")
             except sqlite3.Error as exc:
                 log.warning("journal: truncating checkpoint failed: %s", exc)
                 return False
-            if row is None:
-                return False
-            self._wal_pending = max(0, int(row[1]) - int(row[2])) * PAGE_SIZE if row[1] >= 0 else 0
-            return int(row[0]) == 0
+            return self._wal_size() == 0
         finally:
             self._cv.release()
 
@@ -1379,8 +1376,7 @@ class Journal:
                 return  # a packet is streaming in; the freed pages are reused by it anyway
             conn = self._writer()
             try:
-                if not vacuum or self._tight():
-                    self._settle(conn)  # first hand back the WAL the deletes just grew
+                self._settle(conn)  # first hand back the WAL the deletes just grew
                 for _ in range(100_000 if vacuum else 0):
                     if conn.execute("PRAGMA freelist_count").fetchone()[0] == 0:
                         break
