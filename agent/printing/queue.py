@@ -124,17 +124,10 @@ class JobView:
 _COLUMNS = "order_id, state, reason, attempts, spoiled, received_at, updated_at"
 
 
-class QueueJournal(JournalLike, Protocol):
-    """The journal as the print queue uses it: the ledger's part, and cutting the WAL."""
-
-    def truncate_wal(self) -> bool:
-        """Checkpoint and cut the WAL file to zero; False when that could not be done now."""
-
-
 class PrintQueue:
     """The queue over the journal; one printer thread calls :meth:`print_next`."""
 
-    def __init__(self, journal: QueueJournal, ledger: StockLedger, *, station_id: str,
+    def __init__(self, journal: JournalLike, ledger: StockLedger, *, station_id: str,
                  max_attempts: int = 3, clock: Callable[[], datetime] = utc_now,
                  recover: bool = True, order_key: Callable[[], OrderKey] | None = None) -> None:
         self._j = journal
@@ -284,7 +277,8 @@ class PrintQueue:
     def _truncate_wal(self) -> None:
         # The WAL still holds the frames with the old text until a checkpoint copies the new
         # pages into the database and the file is cut to zero; the journal owns that.
-        if not self._j.truncate_wal():
+        truncate = getattr(self._j, "truncate_wal", None)
+        if truncate is not None and not truncate():
             log.warning("journal checkpoint after sealing print orders did not complete; "
                         "the old pages leave the WAL at the next checkpoint")
 
