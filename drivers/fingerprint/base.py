@@ -26,18 +26,24 @@ in short steps and check ``cancel.is_set()`` between them, so no capture outlive
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Collection
+from array import array
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import numpy as np
-import numpy.typing as npt
-from PIL import Image
+from PIL import Image, ImageMath
 
 from drivers.base import Device
 from drivers.errors import DeviceError, UserRetryError
+
+if TYPE_CHECKING:
+    # Only for the annotation: callers (tests, benchmarks, emulators) may pass an array; the
+    # daemon never imports numpy (about 15 MB of RSS, issue 7).
+    import numpy as np
+    import numpy.typing as npt
 
 
 class FingerPosition(IntEnum):
@@ -237,6 +243,84 @@ class QualityReport:
         return "features"
 
 
+# Single-band modes whose values are grey levels (what the array form of such an image holds).
+_GREY_MODES = frozenset({"L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def grey_image(image: Image.Image | npt.NDArray[np.uint8]) -> Image.Image:
+    """``image`` (a greyscale PIL image or a 2-D uint8 array) as a mode-F image of its grey levels."""
+    if not isinstance(image, Image.Image):
+        # An array arrives only from callers that already hold numpy (tests, benchmarks,
+        # emulators); Pillow reads it through the array interface without importing numpy.
+        try:
+            image = Image.fromarray(image)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise CaptureArgumentError(
+                f"need a 2-D greyscale image or uint8 array, got {type(image).__name__}: {exc}"
+            ) from exc
+    if image.mode not in _GREY_MODES:
+        raise CaptureArgumentError(f"need a 2-D greyscale image, got mode {image.mode}")
+    return image if image.mode == "F" else image.convert("F")
+
+
+def _floats(image: Image.Image) -> list[float]:
+    """The pixel values of a mode-F image, row by row."""
+    return array("f", image.tobytes()).tolist()
+
+
+def _apply(expression: Callable[[dict[str, Any]], Any], **images: Image.Image) -> Image.Image:
+    """Evaluate a per-pixel ``ImageMath`` expression over mode-F images (float32, in C)."""
+    out = ImageMath.lambda_eval(expression, **images)
+    if not isinstance(out, Image.Image):
+        raise TypeError(f"ImageMath returned {type(out).__name__}, not an image")
+    return out
+
+
+def block_mean_std(grey: Image.Image, block: int) -> tuple[int, list[float], list[float]]:
+    """Grey mean and standard deviation of every whole ``block``-pixel tile of a mode-F image.
+
+    Returns (tiles per row, means, deviations), both lists row by row; a partial tile at the
+    right or bottom edge is left out. Tile sums of 8-bit grey levels (and of their squares, up
+    to 256 x 255^2 < 2^24) are exact in float32, so the means and deviations are exact.
+    """
+    if grey.mode != "F":
+        raise CaptureArgumentError(f"block statistics need a mode-F image, got {grey.mode}")
+    cols, rows = grey.width // block, grey.height // block
+    if cols == 0 or rows == 0:
+        return cols, [], []
+    if grey.size != (cols * block, rows * block):
+        grey = grey.crop((0, 0, cols * block, rows * block))
+    means = _floats(grey.reduce(block))
+    squares = _floats(_apply(lambda e: e["a"] * e["a"], a=grey).reduce(block))
+    stds = [math.sqrt(max(sq - m * m, 0.0)) for m, sq in zip(means, squares, strict=True)]
+    return cols, means, stds
+
+
+def _gradients(a: Image.Image) -> tuple[Image.Image, Image.Image]:
+    """(d/dx, d/dy) of a mode-F image: central differences, one-sided at the edges.
+
+    The same values as ``numpy.gradient``, which the score was first written with: 8-bit grey
+    levels make every difference a multiple of 0.5, exact in float32.
+    """
+    w, h = a.size
+
+    def half(hi: tuple[int, int, int, int], lo: tuple[int, int, int, int]) -> Image.Image:
+        return _apply(lambda e: (e["hi"] - e["lo"]) * 0.5, hi=a.crop(hi), lo=a.crop(lo))
+
+    def one_sided(hi: tuple[int, int, int, int], lo: tuple[int, int, int, int]) -> Image.Image:
+        return _apply(lambda e: e["hi"] - e["lo"], hi=a.crop(hi), lo=a.crop(lo))
+
+    gx = Image.new("F", (w, h))
+    gx.paste(half((2, 0, w, h), (0, 0, w - 2, h)), (1, 0))
+    gx.paste(one_sided((1, 0, 2, h), (0, 0, 1, h)), (0, 0))
+    gx.paste(one_sided((w - 1, 0, w, h), (w - 2, 0, w - 1, h)), (w - 1, 0))
+    gy = Image.new("F", (w, h))
+    gy.paste(half((0, 2, w, h), (0, 0, w, h - 2)), (0, 1))
+    gy.paste(one_sided((0, 1, w, 2), (0, 0, w, 1)), (0, 0))
+    gy.paste(one_sided((0, h - 1, w, h), (0, h - 2, w, h - 1)), (0, h - 1))
+    return gx, gy
+
+
 def estimate_quality(
     image: Image.Image | npt.NDArray[np.uint8], *, ppi: int = 500, expected_area_in2: float = 0.3
 ) -> QualityReport:
@@ -247,47 +331,50 @@ def estimate_quality(
     and noise. Contrast is the block's grey standard deviation over 60 (a clean live-scan
     ridge/valley pair), capped at 1. ``expected_area_in2`` is the print area of a well-placed
     plain fingertip; a smaller module window should pass its own.
+
+    Pixel work runs in Pillow's C operations; Python sees only the per-block values (616 for a
+    352x448 finger), so the daemon scores captures without numpy.
     """
-    a = np.asarray(image, dtype=np.float32)
-    if a.ndim != 2 or a.shape[0] < _BLOCK or a.shape[1] < _BLOCK:
+    a = grey_image(image)
+    if a.width < _BLOCK or a.height < _BLOCK:
         raise CaptureArgumentError(
-            f"need a 2-D greyscale image of at least {_BLOCK}x{_BLOCK}, got {a.shape}"
+            f"need a 2-D greyscale image of at least {_BLOCK}x{_BLOCK}, got {a.height}x{a.width}"
         )
-    h = a.shape[0] // _BLOCK * _BLOCK
-    w = a.shape[1] // _BLOCK * _BLOCK
-    a = a[:h, :w]
-    grads: list[npt.NDArray[np.float32]] = list(np.gradient(a))
-    gy, gx = grads
-
-    def blocks(x: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
-        out: npt.NDArray[np.float64] = x.reshape(h // _BLOCK, _BLOCK, w // _BLOCK, _BLOCK).mean(
-            axis=(1, 3), dtype=np.float64
-        )
-        return out
-
-    gxx, gyy, gxy = blocks(gx * gx), blocks(gy * gy), blocks(gx * gy)
-    coherence = np.sqrt((gxx - gyy) ** 2 + 4 * gxy**2) / (gxx + gyy + 1e-6)
-    mean = blocks(a)
-    std = np.sqrt(np.maximum(blocks(a * a) - mean**2, 0.0))
-    # Print blocks: some grey spread, and not the bright empty platen.
-    fg = (std >= 10.0) & (mean < 245.0)
-    n_fg = int(fg.sum())
+    h = a.height // _BLOCK * _BLOCK
+    w = a.width // _BLOCK * _BLOCK
+    if a.size != (w, h):
+        a = a.crop((0, 0, w, h))
+    _, means, stds = block_mean_std(a, _BLOCK)
+    gx, gy = _gradients(a)
+    gxx = _floats(_apply(lambda e: e["x"] * e["x"], x=gx).reduce(_BLOCK))
+    gyy = _floats(_apply(lambda e: e["y"] * e["y"], y=gy).reduce(_BLOCK))
+    gxy = _floats(_apply(lambda e: e["x"] * e["y"], x=gx, y=gy).reduce(_BLOCK))
+    coherence: list[float] = []
+    contrast: list[float] = []
+    grey: list[float] = []
+    for i, (mean, std) in enumerate(zip(means, stds, strict=True)):
+        # Print blocks: some grey spread, and not the bright empty platen.
+        if std >= 10.0 and mean < 245.0:
+            xx, yy, xy = gxx[i], gyy[i], gxy[i]
+            coherence.append(math.sqrt((xx - yy) ** 2 + 4 * xy**2) / (xx + yy + 1e-6))
+            contrast.append(min(1.0, std / 60.0))
+            grey.append(mean)
+    n_fg = len(grey)
     if n_fg == 0:
         return QualityReport(score=0, coherence=0.0, contrast=0.0, coverage=0.0, mean_grey=255.0)
-    contrast = np.clip(std / 60.0, 0.0, 1.0)
     area_in2 = n_fg * _BLOCK * _BLOCK / float(ppi * ppi)
     coverage = min(1.0, area_in2 / expected_area_in2)
-    local = float((coherence[fg] * contrast[fg]).mean())
+    local = math.fsum(c * k for c, k in zip(coherence, contrast, strict=True)) / n_fg
     # 0.9 is about the best a clean live-scan block reaches (coherence ~0.95 x contrast ~0.95).
     # Coverage counts more than linearly: half a fingertip holds well under half the usable
     # minutiae, because the core region is often the part that is missing.
     score = int(round(100.0 * min(1.0, local / 0.9) * coverage**1.5))
     return QualityReport(
         score=max(0, min(100, score)),
-        coherence=round(float(coherence[fg].mean()), 3),
-        contrast=round(float(contrast[fg].mean()), 3),
+        coherence=round(math.fsum(coherence) / n_fg, 3),
+        contrast=round(math.fsum(contrast) / n_fg, 3),
         coverage=round(coverage, 3),
-        mean_grey=round(float(mean[fg].mean()), 1),
+        mean_grey=round(math.fsum(grey) / n_fg, 1),
     )
 
 
