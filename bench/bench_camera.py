@@ -81,10 +81,8 @@ def camera_loop(fps: float, frames: int, consume: Callable[[Frame], object], sou
 
 def full_decode_score(frame: Frame) -> float:
     """The naive picker: decode every frame at full size, then score."""
-    import numpy as np
-
     img = Image.open(io.BytesIO(frame.data)).convert("L")
-    return laplacian_variance(np.asarray(img))
+    return laplacian_variance(img)
 
 
 def row(figure: str, measured: str, baseline: str, ratio: str, target: str) -> None:

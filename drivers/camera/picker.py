@@ -5,6 +5,11 @@ a JPEG is decoded through Pillow's ``draft`` (libjpeg's DCT scaling gives a 1/2,
 1/8 size greyscale image for a fraction of a full decode); a YUYV frame is sampled on its
 luma bytes with a stride. The score is only comparable between frames of one stream (same
 size, format and scene), which is all the picker needs.
+
+Everything runs in Pillow's C operations (a Kernel filter, histograms, nearest-neighbour
+affine sampling), not numpy: the daemon scores frames without importing it (issue 7, about
+15 MB of RSS). The variance is exact: the Laplacian of 8-bit pixels is an integer, and its
+histogram gives the sums in Python integers.
 """
 
 from __future__ import annotations
@@ -12,14 +17,15 @@ from __future__ import annotations
 import io
 from collections import deque
 from dataclasses import dataclass
+from typing import cast
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageStat, UnidentifiedImageError
 
 from drivers.camera import v4l2
 
 # Largest greyscale image the score is computed on (draft picks the nearest DCT scale >= this).
 SCORE_SIZE = (320, 240)
+_LAPLACIAN = (0, -1, 0, -1, 4, -1, 0, -1, 0)
 
 
 @dataclass(frozen=True)
@@ -52,27 +58,92 @@ class Frame:
         return yuyv_to_image(self.data, self.width, self.height)
 
 
+class GreyImage:
+    """A small greyscale image of a frame (Pillow mode "L") with the statistics callers take.
+
+    ``reduced_grey`` returned a 2-D numpy array before the daemon dropped numpy; ``shape`` and
+    ``mean()`` keep the two things callers used of it working.
+    """
+
+    __slots__ = ("image",)
+
+    def __init__(self, image: Image.Image) -> None:
+        self.image = image
+
+    def __repr__(self) -> str:
+        # The pixels are a face: show the size only.
+        return f"GreyImage({self.image.width}x{self.image.height})"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width), as the array's shape was."""
+        return self.image.height, self.image.width
+
+    def mean(self) -> float:
+        """Mean grey level (0-255); 0.0 for an empty image."""
+        if self.image.width == 0 or self.image.height == 0:
+            return 0.0
+        return float(ImageStat.Stat(self.image).mean[0])
+
+
+def _sample(img: Image.Image, size: tuple[int, int], step: tuple[int, int],
+            start: tuple[int, int] = (0, 0)) -> Image.Image:
+    """Pixels ``start + k * step`` of ``img`` (numpy's ``a[y0::sy, x0::sx]``), as a new image."""
+    (sx, sy), (x0, y0) = step, start
+    # Nearest-neighbour takes floor(a * (x + 0.5) + c); this c lands exactly on x0 + sx * x.
+    coeffs = (sx, 0, x0 + 0.5 - sx / 2, 0, sy, y0 + 0.5 - sy / 2)
+    return img.transform(size, Image.Transform.AFFINE, coeffs, resample=Image.Resampling.NEAREST)
+
+
 def yuyv_to_image(data: bytes, width: int, height: int) -> Image.Image:
     """Convert a YUYV 4:2:2 frame to an RGB image."""
-    raw = np.frombuffer(data, dtype=np.uint8, count=width * height * 2).reshape(height, width * 2)
-    ycc = np.empty((height, width, 3), dtype=np.uint8)
-    ycc[:, :, 0] = raw[:, 0::2]
-    ycc[:, :, 1] = np.repeat(raw[:, 1::4], 2, axis=1)
-    ycc[:, :, 2] = np.repeat(raw[:, 3::4], 2, axis=1)
-    return Image.fromarray(ycc, "YCbCr").convert("RGB")
+    need = width * height * 2
+    if len(data) < need:
+        raise ValueError(f"short YUYV frame: {len(data)} of {need} bytes")
+    # One YUYV byte per "L" pixel: luma at even columns, U at 4k+1, V at 4k+3 of each row.
+    raw = Image.frombuffer("L", (width * 2, height), data[:need], "raw", "L", 0, 1)
+    half = (width + 1) // 2
+    y = _sample(raw, (width, height), (2, 1))
+    # Each chroma sample serves the pixel pair; NEAREST doubling repeats it (x -> x // 2).
+    u = _sample(raw, (half, height), (4, 1), (1, 0)).resize((width, height), Image.Resampling.NEAREST)
+    v = _sample(raw, (half, height), (4, 1), (3, 0)).resize((width, height), Image.Resampling.NEAREST)
+    return Image.merge("YCbCr", (y, u, v)).convert("RGB")
 
 
-def laplacian_variance(grey: np.ndarray) -> float:
-    """Variance of the 4-neighbour Laplacian of a 2-D array (higher = sharper)."""
-    a = grey.astype(np.float32, copy=False)
-    if a.shape[0] < 3 or a.shape[1] < 3:
+def laplacian_variance(grey: Image.Image | GreyImage) -> float:
+    """Variance of the 4-neighbour Laplacian of a one-band image (higher = sharper)."""
+    img = grey.image if isinstance(grey, GreyImage) else grey
+    if img.mode != "L":
+        # The score is defined on grey levels; "I" keeps 16/32-bit values, anything else is greyed.
+        img = img if img.mode == "I" else img.convert("L")
+    w, h = img.size
+    if w < 3 or h < 3:
         return 0.0
-    lap = 4 * a[1:-1, 1:-1] - a[:-2, 1:-1] - a[2:, 1:-1] - a[1:-1, :-2] - a[1:-1, 2:]
-    return float(lap.var())
+    # In "I" the kernel's negative values survive; Pillow copies the 1-pixel border unfiltered,
+    # which the crop drops, as the array slices did.
+    # ImageFilter is imported on the first score: importing the camera package (as the emulators
+    # and the idle daemon do) stays without it.
+    from PIL import ImageFilter
+
+    kernel = ImageFilter.Kernel((3, 3), _LAPLACIAN, scale=1, offset=0)
+    lap = img.convert("I").filter(kernel).crop((1, 1, w - 1, h - 1))
+    lo, hi = cast(tuple[int, int], lap.getextrema())
+    n = total = squares = 0
+    # Histograms over 256-value windows with bin width exactly 1 count every integer value.
+    for base in range(lo, hi + 1, 256):
+        counts = lap.histogram(extrema=(base, base + 255))
+        for k, c in enumerate(counts):
+            if c:
+                v = base + k
+                n += c
+                total += c * v
+                squares += c * v * v
+    # Exact in integers: variance = (n * sum(x^2) - sum(x)^2) / n^2.
+    return (n * squares - total * total) / (n * n)
 
 
-def reduced_grey(frame: Frame, size: tuple[int, int] = SCORE_SIZE) -> np.ndarray:
-    """A small greyscale array of the frame, from a reduced decode.
+def reduced_grey(frame: Frame, size: tuple[int, int] = SCORE_SIZE) -> GreyImage:
+    """A small greyscale image of the frame, from a reduced decode.
 
     Raises:
         ValueError: the frame's bytes are not a decodable image of its format.
@@ -84,14 +155,15 @@ def reduced_grey(frame: Frame, size: tuple[int, int] = SCORE_SIZE) -> np.ndarray
             grey = img.convert("L")
         except (OSError, UnidentifiedImageError, SyntaxError) as exc:
             raise ValueError(f"undecodable MJPEG frame: {exc}") from exc
-        return np.asarray(grey)
+        return GreyImage(grey)
     if frame.pixfmt == v4l2.V4L2_PIX_FMT_YUYV:
         need = frame.width * frame.height * 2
         if len(frame.data) < need:
             raise ValueError(f"short YUYV frame: {len(frame.data)} of {need} bytes")
         step = max(1, min(frame.width // size[0], frame.height // size[1]))
-        raw = np.frombuffer(frame.data, dtype=np.uint8, count=need).reshape(frame.height, -1)
-        return raw[::step, 0 :: 2 * step]
+        raw = Image.frombuffer("L", (frame.width * 2, frame.height), frame.data[:need], "raw", "L", 0, 1)
+        out = (-(-frame.width // step), -(-frame.height // step))  # ceil: the slice's length
+        return GreyImage(_sample(raw, out, (2 * step, step)))
     raise ValueError(f"unsupported pixel format {frame.fourcc}")
 
 
