@@ -23,7 +23,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
-import numpy as np
 from PIL import Image
 
 from drivers.camera import v4l2
@@ -52,7 +51,9 @@ class Portrait:
 
 def render_portrait(width: int, height: int, p: Portrait = Portrait()) -> Image.Image:
     """Draw one synthetic portrait as an RGB image."""
-    # Only the in-process synthesis draws; in asset mode (the daemon in bench enroll) it never runs.
+    # Only the in-process synthesis draws; in asset mode (the daemon in bench enroll) it never runs,
+    # so a daemon replaying assets loads neither these nor numpy.
+    import numpy as np
     from PIL import ImageDraw, ImageFilter
 
     img = Image.new("RGB", (width, height), p.background)
@@ -103,6 +104,8 @@ def encode_jpeg(img: Image.Image, quality: int = 85) -> bytes:
 
 def encode_yuyv(img: Image.Image) -> bytes:
     """Pack an RGB image as YUYV 4:2:2 (Y0 U Y1 V per pixel pair)."""
+    import numpy as np  # synthesis only (see render_portrait)
+
     ycc = np.asarray(img.convert("YCbCr"), dtype=np.uint8)
     h, w, _ = ycc.shape
     out = np.empty((h, w * 2), dtype=np.uint8)

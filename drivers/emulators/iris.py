@@ -17,7 +17,6 @@ import math
 import threading
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 from PIL import Image
 
 from drivers.emulators import assets
@@ -42,7 +41,9 @@ class IrisScene:
 
 def render_iris(scene: IrisScene = IrisScene(), eye: Eye = "left") -> Image.Image:
     """Draw a 640x480 8-bit near-infrared iris-like image."""
-    # Only the in-process synthesis draws; in asset mode (the daemon in bench enroll) it never runs.
+    # Only the in-process synthesis draws; in asset mode (the daemon in bench enroll) it never runs,
+    # so a daemon replaying assets loads neither these nor numpy.
+    import numpy as np
     from PIL import ImageDraw, ImageFilter
 
     w, h = IRIS_WIDTH, IRIS_HEIGHT
