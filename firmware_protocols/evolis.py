@@ -41,12 +41,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Final
-
-import numpy as np
-import numpy.typing as npt
+from functools import lru_cache
+from typing import TYPE_CHECKING, Final
 
 from firmware_protocols.errors import CodecError, EncodeError, FrameError
+
+if TYPE_CHECKING:
+    # Annotations only: the codec runs in the station daemon, which does not load numpy.
+    import numpy as np
+    import numpy.typing as npt
+    from typing_extensions import Buffer
 
 ESC: Final = 0x1B
 CR: Final = 0x0D
@@ -70,8 +74,9 @@ MONO_PANELS: Final = frozenset({"k", "o"})
 # to keep buffering (a printer that never sends CR must not grow our buffer without bound).
 MAX_COMMAND_BYTES: Final = 256
 MAX_REPLY_BYTES: Final = 256
-# Lines packed or unpacked at a time: bounds the scratch memory of colour panels.
-_BLOCK_LINES: Final = 64
+# Pixels per packing group: 8 pixels of ``bits`` bits fill exactly ``bits`` bytes.
+_GROUP: Final = 8
+_GROUPS: Final = PANEL_PIXELS // _GROUP
 
 
 def panel_bytes(levels: int) -> int:
@@ -287,75 +292,133 @@ def encode_ack() -> bytes:
 # --------------------------------------------------------------------------- pixel packing
 
 
-def pack_pixels(values: npt.NDArray[np.uint8], levels: int) -> bytes:
-    """Pack one panel of ink values (``PANEL_PIXELS`` of them, 0..levels-1) MSB first."""
+def _pixel_bytes(values: Buffer) -> bytes:
+    """One byte a pixel, in order, from any one-byte-per-item buffer (bytes, a uint8 ndarray)."""
+    if isinstance(values, bytes):
+        return values
+    try:
+        view = memoryview(values)
+    except TypeError:
+        raise EncodeError(f"pixel values must be a bytes-like buffer, got {type(values).__name__}") from None
+    with view:
+        if view.itemsize != 1:
+            raise EncodeError(f"pixel values are one byte each, got items of {view.itemsize} bytes")
+        return view.tobytes()  # C order, also for a strided or 2-D view
+
+
+@lru_cache(maxsize=8)
+def _pack_plan(bits: int) -> tuple[tuple[tuple[int, bytes], ...], ...]:
+    """For each byte of a packed group: (pixel index, 256-byte table giving its bits there)."""
+    # A group is one integer of 8 * bits bits, pixel 0 in the highest bits. Output byte j holds
+    # bits [8j, 8j + 8) counted from the top; a pixel of 5-7 bits reaches into at most 3 bytes.
+    # The table of (byte j, pixel k) maps a pixel value to its share of byte j, so bytes.translate
+    # does the shifting for a whole strided column of pixels at C speed.
+    width = _GROUP * bits
+    plan = []
+    for j in range(bits):
+        shift = width - 8 * (j + 1)
+        parts = []
+        for k in range(_GROUP):
+            top, low = bits * k, bits * (k + 1)
+            if low <= 8 * j or top >= 8 * (j + 1):
+                continue
+            at = width - low
+            table = bytes((((v & ((1 << bits) - 1)) << at) >> shift) & 0xFF for v in range(256))
+            parts.append((k, table))
+        plan.append(tuple(parts))
+    return tuple(plan)
+
+
+@lru_cache(maxsize=8)
+def _unpack_plan(bits: int) -> tuple[tuple[tuple[int, bytes], ...], ...]:
+    """For each pixel of a group: (byte index, 256-byte table giving that byte's share of it)."""
+    width = _GROUP * bits
+    mask = (1 << bits) - 1
+    plan = []
+    for k in range(_GROUP):
+        at = width - bits * (k + 1)
+        parts = []
+        for j in range(bits):
+            top, low = 8 * j, 8 * (j + 1)
+            if low <= bits * k or top >= bits * (k + 1):
+                continue
+            shift = width - 8 * (j + 1)
+            table = bytes(((b << shift) >> at) & mask for b in range(256))
+            parts.append((j, table))
+        plan.append(tuple(parts))
+    return tuple(plan)
+
+
+def _or_columns(columns: list[bytes]) -> bytes:
+    """Bytewise OR of equal-length byte strings (the shares hold disjoint bits)."""
+    if len(columns) == 1:
+        return columns[0]
+    acc = 0
+    for col in columns:
+        acc |= int.from_bytes(col, "big")
+    return acc.to_bytes(len(columns[0]), "big")
+
+
+def pack_pixels(values: Buffer, levels: int) -> bytes:
+    """Pack one panel of ink values (``PANEL_PIXELS`` bytes, 0..levels-1) MSB first."""
     bits = LEVEL_BITS.get(levels)
     if bits is None:
         raise EncodeError(f"levels must be one of {sorted(LEVEL_BITS)}, got {levels}")
-    flat = np.ascontiguousarray(values, dtype=np.uint8).reshape(-1)
-    if flat.size != PANEL_PIXELS:
-        raise EncodeError(f"a panel has {PANEL_PIXELS} pixels, got {flat.size}")
-    if flat.size and int(flat.max()) >= levels:
-        raise EncodeError(f"pixel value {int(flat.max())} out of range for {levels} levels")
-    if bits == 1:
-        return np.packbits(flat).tobytes()
-    # 8 pixels of `bits` bits fill exactly `bits` bytes: build each group as one integer
-    # (at most 56 bits) and cut it into bytes. Done in blocks of lines so the 64-bit scratch
-    # arrays stay small; a line (648 pixels) is a multiple of 8, so blocks pack alone.
-    value_shifts = np.array([bits * (7 - k) for k in range(8)], dtype=np.uint64)
-    byte_shifts = np.array([8 * (bits - 1 - i) for i in range(bits)], dtype=np.uint64)
-    out = bytearray()
-    step = _BLOCK_LINES * LINE_DOTS
-    for start in range(0, flat.size, step):
-        groups = flat[start : start + step].reshape(-1, 8).astype(np.uint64)
-        words = np.bitwise_or.reduce(groups << value_shifts, axis=1)
-        out += ((words[:, None] >> byte_shifts) & 0xFF).astype(np.uint8).tobytes()
+    flat = _pixel_bytes(values)
+    if len(flat) != PANEL_PIXELS:
+        raise EncodeError(f"a panel has {PANEL_PIXELS} pixels, got {len(flat)}")
+    too_big = flat.translate(None, bytes(range(levels)))
+    if too_big:
+        raise EncodeError(f"pixel value {max(too_big)} out of range for {levels} levels")
+    # Column k of the panel (every 8th pixel from k) feeds fixed bits of fixed bytes of each
+    # group, so the panel packs as a few whole-column operations instead of a loop per pixel.
+    columns = [flat[k::_GROUP] for k in range(_GROUP)]
+    out = bytearray(PANEL_PIXELS * bits // 8)
+    for j, parts in enumerate(_pack_plan(bits)):
+        out[j::bits] = _or_columns([columns[k].translate(table) for k, table in parts])
     return bytes(out)
 
 
-def unpack_pixels(data: bytes, levels: int) -> npt.NDArray[np.uint8]:
-    """Inverse of :func:`pack_pixels`: ink values of one panel in printer order."""
+def unpack_pixels(data: bytes, levels: int) -> bytearray:
+    """Inverse of :func:`pack_pixels`: ink values of one panel in printer order, a byte each."""
     bits = LEVEL_BITS.get(levels)
     if bits is None:
         raise FrameError(f"levels must be one of {sorted(LEVEL_BITS)}, got {levels}")
     if len(data) != PANEL_PIXELS * bits // 8:
         raise FrameError(f"panel at {levels} levels needs {PANEL_PIXELS * bits // 8} bytes, got {len(data)}")
-    src = np.frombuffer(data, dtype=np.uint8)
-    if bits == 1:
-        raw: npt.NDArray[np.uint8] = np.unpackbits(src)
-        return raw
-    # Inverse of pack_pixels: `bits` bytes -> one integer -> 8 pixels, in blocks of lines.
-    value_shifts = np.array([bits * (7 - k) for k in range(8)], dtype=np.uint64)
-    byte_shifts = np.array([8 * (bits - 1 - i) for i in range(bits)], dtype=np.uint64)
-    mask = np.uint64((1 << bits) - 1)
-    out = np.empty(PANEL_PIXELS, dtype=np.uint8)
-    step = _BLOCK_LINES * LINE_DOTS
-    for start in range(0, PANEL_PIXELS, step):
-        n = min(step, PANEL_PIXELS - start)
-        groups = src[start * bits // 8 : (start + n) * bits // 8].reshape(-1, bits).astype(np.uint64)
-        words = np.bitwise_or.reduce(groups << byte_shifts, axis=1)
-        out[start : start + n] = ((words[:, None] >> value_shifts) & mask).astype(np.uint8).reshape(-1)
+    src = bytes(data)
+    columns = [src[j::bits] for j in range(bits)]
+    out = bytearray(PANEL_PIXELS)
+    for k, parts in enumerate(_unpack_plan(bits)):
+        out[k::_GROUP] = _or_columns([columns[j].translate(table) for j, table in parts])
     return out
 
 
 def landscape_to_panel(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """Printer order from a landscape card raster of shape (648, 1016).
+    """Printer order from a landscape card raster (an ndarray) of shape (648, 1016).
 
     The card turns 90 degrees counter-clockwise (the Dualys tools rotate their PBM by 270
     degrees clockwise, the same thing): line 0 is the card's right-hand edge, and each line
     runs from the card's top to its bottom. Unverified on Primacy hardware.
     """
+    # An ndarray in, an ndarray out: numpy is already loaded by the caller, so importing it
+    # here costs nothing, and the print path (which rotates with Pillow) never comes here.
+    import numpy as np
+
     if image.shape != (LINE_DOTS, PANEL_LINES):
         raise EncodeError(f"a card raster is {LINE_DOTS}x{PANEL_LINES}, got {image.shape}")
     out: npt.NDArray[np.uint8] = np.ascontiguousarray(np.rot90(image, 1))
     return out
 
 
-def panel_to_landscape(values: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """Inverse of :func:`landscape_to_panel` for a flat or (1016, 648) panel."""
-    if values.size != PANEL_PIXELS:
-        raise FrameError(f"a panel has {PANEL_PIXELS} pixels, got {values.size}")
-    out: npt.NDArray[np.uint8] = np.rot90(values.reshape(PANEL_LINES, LINE_DOTS), -1)
+def panel_to_landscape(values: npt.NDArray[np.uint8] | Buffer) -> npt.NDArray[np.uint8]:
+    """Inverse of :func:`landscape_to_panel` for a flat or (1016, 648) panel, as an ndarray."""
+    import numpy as np  # for tests and tools that look at panels as arrays; not the print path
+
+    arr = values if isinstance(values, np.ndarray) else np.frombuffer(memoryview(values), dtype=np.uint8)
+    if arr.size != PANEL_PIXELS:
+        raise FrameError(f"a panel has {PANEL_PIXELS} pixels, got {arr.size}")
+    out: npt.NDArray[np.uint8] = np.rot90(arr.reshape(PANEL_LINES, LINE_DOTS), -1)
     return out
 
 
@@ -363,21 +426,21 @@ def compress_ko(packed: bytes) -> bytes:
     """``Dbc`` K/O compression of a packed 1-bit panel: per 81-byte line, 0x00 / 0xFF / N+bytes."""
     if len(packed) != KO_LINE_BYTES * PANEL_LINES:
         raise EncodeError(f"a 1-bit panel has {KO_LINE_BYTES * PANEL_LINES} bytes, got {len(packed)}")
-    lines = np.frombuffer(packed, dtype=np.uint8).reshape(PANEL_LINES, KO_LINE_BYTES)
-    inked: npt.NDArray[np.bool_] = np.any(lines, axis=1)
-    black: npt.NDArray[np.bool_] = np.all(lines == 0xFF, axis=1)
-    # Bytes up to the last inked one; trailing white bytes are implied by the count.
-    last = KO_LINE_BYTES - np.argmax(lines[:, ::-1] != 0, axis=1)
+    data = bytes(packed)
+    white = bytes(KO_LINE_BYTES)
+    black = b"\xff" * KO_LINE_BYTES
     out = bytearray()
-    for i in range(PANEL_LINES):
-        if not inked[i]:
+    for start in range(0, len(data), KO_LINE_BYTES):
+        line = data[start : start + KO_LINE_BYTES]
+        if line == white:
             out.append(0x00)
-        elif black[i]:
+        elif line == black:
             out.append(0xFF)
         else:
-            n = int(last[i])
-            out.append(n)
-            out += lines[i, :n].tobytes()
+            # Bytes up to the last inked one; trailing white bytes are implied by the count.
+            inked = line.rstrip(b"\x00")
+            out.append(len(inked))
+            out += inked
     return bytes(out)
 
 
@@ -412,11 +475,11 @@ def decompress_ko(data: bytes, first_line: int = 0) -> bytes:
 
 @dataclass(frozen=True)
 class PanelData:
-    """One panel ready to send: ink values in printer order (lazily produced by the caller)."""
+    """One panel ready to send: ink values in printer order, a byte a pixel (bytes, or an ndarray)."""
 
     panel: str
     levels: int
-    values: npt.NDArray[np.uint8]
+    values: Buffer
 
 
 def job_frames(
