@@ -8,18 +8,21 @@ driver code runs against it. Faults are planned per job step ("Ss", "Sr", "Db:y"
 
 Replies follow the choices documented in :mod:`firmware_protocols.evolis`: text + CR for
 queries, "OK" for accepted commands, NACK + code for refusals.
+
+The printed card is composited with Pillow (no numpy), so a station or test harness that runs
+the emulator in-process does not load numpy for it.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
 from PIL import Image
 
 from drivers.emulators.pyusb_backend import (
@@ -66,7 +69,7 @@ class EvolisModel:
     panels_printed: int = 0
     steps: list[str] = field(default_factory=list)  # every step name seen, for tests
     _in_sequence: bool = False
-    _panels: dict[str, tuple[int, npt.NDArray[np.uint8]]] = field(default_factory=dict)
+    _panels: dict[str, tuple[int, bytes | bytearray]] = field(default_factory=dict)
 
     def handle(self, event: ev.Command | ev.Download) -> bytes:
         """Answer one decoded command (after applying any fault planned for its step)."""
@@ -208,19 +211,41 @@ class EvolisModel:
         return ev.encode_reply("OK")
 
 
-def _render_png(panels: dict[str, tuple[int, npt.NDArray[np.uint8]]]) -> bytes:
+def _f32(x: float) -> float:
+    """``x`` rounded to float32 (the compositing was defined in float32 arithmetic)."""
+    value: float = struct.unpack("f", struct.pack("f", x))[0]
+    return value
+
+
+@lru_cache(maxsize=8)
+def _light_lut(levels: int) -> list[int]:
+    """Channel value left by each ink value: 255 * (1 - ink / (levels - 1)) in float32, truncated."""
+    # Each step is rounded to float32 as the original float32 array code did (a double result
+    # rounded once to float32 equals the float32 operation for +, -, *, /), so the PNG of a
+    # card keeps its exact pixels.
+    top = levels - 1
+    return [int(_f32(255.0 * _f32(1.0 - _f32(v / top)))) if v <= top else 0 for v in range(256)]
+
+
+def _landscape(values: bytes | bytearray) -> Image.Image:
+    """A panel (printer order) as a landscape "L" image (the inverse of the codec's turn)."""
+    panel = Image.frombytes("L", (ev.LINE_DOTS, ev.PANEL_LINES), bytes(values))
+    return panel.transpose(Image.Transpose.ROTATE_270)
+
+
+def _render_png(panels: dict[str, tuple[int, bytes | bytearray]]) -> bytes:
     """Composite received panels (printer order) into an RGB PNG of the card, landscape."""
-    rgb = np.full((ev.LINE_DOTS, ev.PANEL_LINES, 3), 255.0, dtype=np.float32)
     # Subtractive inks: C absorbs red, M green, Y blue.
-    for panel, channel in (("c", 0), ("m", 1), ("y", 2)):
+    bands = []
+    for panel in ("c", "m", "y"):
         if panel in panels:
             levels, values = panels[panel]
-            ink = ev.panel_to_landscape(values).astype(np.float32) / (levels - 1)
-            rgb[:, :, channel] *= 1.0 - ink
+            bands.append(_landscape(values).point(_light_lut(levels)))
+        else:
+            bands.append(Image.new("L", (ev.PANEL_LINES, ev.LINE_DOTS), 255))
+    img = Image.merge("RGB", bands)
     if "k" in panels:
-        k = ev.panel_to_landscape(panels["k"][1]).astype(bool)
-        rgb[k] = 0.0
-    img = Image.fromarray(rgb.astype(np.uint8), "RGB")
+        img.paste((0, 0, 0), mask=_landscape(panels["k"][1]).point(lambda v: 255 if v else 0))
     out = io.BytesIO()
     img.save(out, format="PNG")
     return out.getvalue()
