@@ -1,4 +1,4 @@
-"""Face-photo quality checks with Pillow and numpy only, honestly named.
+"""Face-photo quality checks with Pillow's C operations, honestly named.
 
 What is measured (on a reduced copy of the image, 360 px high, so a 1080p frame costs a
 few milliseconds and a few MB):
@@ -19,27 +19,34 @@ What is NOT checked (needs a face or eye detector we do not have): that the blob
 eye positions and inter-eye distance, head pose, eyes open, expression, glasses glare, hats,
 shadows on the face, colour cast. These are listed in every result's ``not_checked``.
 
-Memory (issue 7: the face capture was the daemon's largest step). From JPEG bytes, libjpeg
-decodes at the smallest DCT scale that is still at least WORK_HEIGHT high (a 1080p frame at
-960x540; the full-size frame never exists), and that decode is dropped once reduced. The
-reduction to WORK_HEIGHT runs band by band into one uint8 array where Pillow's BOX resize gives
-the same pixels that way (see ``_exact_band_step``), whole otherwise. The working image stays
-uint8; float32 exists only for the small regions a value is read from (border strips, face box)
-and for one band of rows at a time where the whole image is scanned (subject mask, clipped
-share). Every value is the same float32 arithmetic on the same pixels as when the whole image
-was one float32 array, so the measurements are bit for bit what they were before this change
-(0c06126), not merely the same verdicts: bench/bench_face_memory.py --compare checks every
-result and every graded value at full precision over the emulator's scenes.
+No numpy (issue 7: importing it costs the daemon about 15 MB of RSS). Pixel work runs in
+Pillow: colour distances and clipping as lookup tables (``point``) and float32 ``ImageMath``
+(the same float32 arithmetic, in the same order, as the numpy version it replaced), counts
+from histograms, means as a BOX resize to one pixel (double sums). Python sees only
+histograms and row or column profiles (a few hundred values). The subject mask, the clipped
+shares, the background median and the subject geometry are exactly the numpy version's; the
+means and variances (face luminance, background spread, Laplacian variance) are summed in
+double instead of numpy's float32, a relative difference of about 1e-6
+(bench/bench_face_memory.py --compare reports the largest over the emulator's scenes).
+
+Memory (the face capture was the daemon's largest step). From JPEG bytes, libjpeg decodes at
+the smallest DCT scale that is still at least WORK_HEIGHT high (a 1080p frame at 960x540; the
+full-size frame never exists), and that decode is dropped once reduced. The reduction to
+WORK_HEIGHT runs band by band where Pillow's BOX resize gives the same pixels that way (see
+``_exact_band_step``), whole otherwise. Float32 images exist only for the small regions a value
+is read from (border strips, face box) and for one band of rows at a time where the whole image
+is scanned (clipped share).
 """
 
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-import numpy as np
-from PIL import Image
+from PIL import Image, ImageChops, ImageMath
 
 from agent.quality.result import Check, CheckedResult, combine, grade
 
@@ -55,10 +62,9 @@ NOT_CHECKED: tuple[str, ...] = (
 
 # Working height: enough for every check, small enough for the time budget.
 WORK_HEIGHT = 360
-# Lines per band where the whole working image is reduced or scanned: at 20 the bands' buffers
-# (float32 temporaries of 20 x 640 px are 51 KB each, against 0.9 MB for the whole image) are
-# small beside the 2 MB JPEG decode, and 18 calls of numpy and Pillow a band cost no more CPU
-# than 9 (measured: peak +2.9 MB at 20 lines, +3.3 at 40, +3.7 at 80; CPU within the noise).
+# Lines per band where the whole working image is reduced or scanned: the bands' float32
+# images (20 x 640 px are 51 KB each, against 0.9 MB for the whole image) stay small beside
+# the 2 MB JPEG decode.
 BAND_ROWS = 20
 
 
@@ -115,7 +121,7 @@ def expected_background(rule: str, birth_year: int | None) -> str | None:
     raise ValueError(f"unknown photo_background rule {rule!r}")
 
 
-def classify_colour(rgb: np.ndarray) -> str:
+def classify_colour(rgb: Iterable[float]) -> str:
     """Name a background colour: red, blue, white, or other."""
     r, g, b = (float(v) for v in rgb)
     if r > g + 50 and r > b + 50:
@@ -127,18 +133,105 @@ def classify_colour(rgb: np.ndarray) -> str:
     return "other"
 
 
-def _luma(arr: np.ndarray) -> np.ndarray:
-    return arr[..., 0] * 0.299 + arr[..., 1] * 0.587 + arr[..., 2] * 0.114
+def _math(expression: Callable[[dict[str, Any]], Any], **images: Image.Image) -> Image.Image:
+    """A per-pixel ``ImageMath`` expression over mode-F images (float32 arithmetic, in C)."""
+    out = ImageMath.lambda_eval(expression, **images)
+    if not isinstance(out, Image.Image):
+        raise TypeError(f"ImageMath returned {type(out).__name__}, not an image")
+    return out
 
 
-def _max_distance(arr: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Largest per-channel absolute difference from ``ref`` over the last (colour) axis."""
-    # Equal to np.abs(arr - ref).max(axis=-1), element for element; numpy's reduction over a
-    # length-3 inner axis was 40% of a face check (profiled), three elementwise maxima are not.
-    d: np.ndarray = np.abs(arr[..., 0] - ref[0])
-    np.maximum(d, np.abs(arr[..., 1] - ref[1]), out=d)
-    np.maximum(d, np.abs(arr[..., 2] - ref[2]), out=d)
-    return d
+def _luma(rgb: Image.Image) -> Image.Image:
+    """Mode-F luminance of an RGB image: float32 ``r*0.299 + g*0.587 + b*0.114``, in that order."""
+    r, g, b = (band.convert("F") for band in rgb.split())
+    return _math(lambda e: e["r"] * 0.299 + e["g"] * 0.587 + e["b"] * 0.114, r=r, g=g, b=b)
+
+
+def _count_outside(luma: Image.Image, low: float, high: float) -> int:
+    """How many pixels of a mode-F image are <= ``low`` or >= ``high`` (float32 comparisons)."""
+    if luma.width == 0 or luma.height == 0:
+        return 0
+    hits = _math(lambda e: (e["a"] <= low) + (e["a"] >= high), a=luma)
+    return hits.convert("L").histogram()[1]
+
+
+def _mean(values: Image.Image) -> float:
+    """Mean of a non-empty mode-F image (a BOX resize to one pixel: sums in double)."""
+    mean = values.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
+    assert isinstance(mean, float)
+    return mean
+
+
+def _variance(parts: Sequence[Image.Image]) -> float:
+    """Population variance of the pixels of non-empty mode-F images taken together."""
+    n = sum(p.width * p.height for p in parts)
+    mean = sum(_mean(p) * p.width * p.height for p in parts) / n
+    # Around the mean, not E[x^2] - E[x]^2: luminance near 100 with a spread of a few levels
+    # would lose its variance to cancellation in the squares.
+    return sum(_mean(_math(lambda e: (e["a"] - mean) * (e["a"] - mean), a=p)) * p.width * p.height
+               for p in parts) / n
+
+
+def _far_from(rgb: Image.Image, ref: Sequence[float], limit: float) -> Image.Image:
+    """Mode-L mask, 1 where any channel differs from ``ref`` by more than ``limit``, else 0.
+
+    A lookup table per channel gives each 8-bit level its exact verdict (the difference of a
+    level and a float32 median is exact), so the mask is the float32 arithmetic's.
+    """
+    lut = [1 if abs(v - ref[c]) > limit else 0 for c in range(3) for v in range(256)]
+    r, g, b = rgb.point(lut).split()
+    return ImageChops.lighter(ImageChops.lighter(r, g), b)
+
+
+def _ones(mask: Image.Image) -> int:
+    """Number of 1 pixels of a 0/1 mode-L mask."""
+    return mask.histogram()[1]
+
+
+def _span(s: slice, n: int) -> tuple[int, int]:
+    """The index range ``[start, stop)`` that ``s`` selects from ``n`` items (numpy's slicing)."""
+    start, stop, _ = s.indices(n)
+    return start, max(start, stop)
+
+
+def _region(img: Image.Image, rows: slice, cols: slice) -> Image.Image:
+    """``img[rows, cols]`` with sequence slicing rules (negative bounds count from the end)."""
+    y0, y1 = _span(rows, img.height)
+    x0, x1 = _span(cols, img.width)
+    return img.crop((x0, y0, x1, y1))
+
+
+def _median(counts: Sequence[int]) -> float:
+    """Median of the values whose histogram (value -> count) is ``counts``; the mean of the
+    two middle values for an even total, as numpy's median."""
+    n = sum(counts)
+    if n == 0:
+        raise ValueError("median of no values")
+
+    def nth(k: int) -> int:
+        seen = 0
+        for value, count in enumerate(counts):
+            seen += count
+            if seen > k:
+                return value
+        raise AssertionError("unreachable: k < n")
+
+    if n % 2:
+        return float(nth(n // 2))
+    return (nth(n // 2 - 1) + nth(n // 2)) / 2
+
+
+def _percentile(values: Sequence[int], q: float) -> float:
+    """numpy's default (linear) percentile ``q`` (0-100) of non-empty ``values``, to the bit."""
+    ordered = sorted(values)
+    n = len(ordered)
+    virtual = (n - 1) * (q / 100)
+    lo = min(math.floor(virtual), n - 1)
+    hi = min(lo + 1, n - 1)
+    gamma = virtual - lo
+    a, b = ordered[lo], ordered[hi]
+    # numpy interpolates from the nearer end, which rounds differently from a + (b - a) * g.
+    return b - (b - a) * (1 - gamma) if gamma >= 0.5 else a + (b - a) * gamma
 
 
 def check_face_jpeg(
@@ -156,10 +249,10 @@ def check_face_jpeg(
     # that still gives at least this, so a 1080p frame decodes at 960x540, never at full size.
     img.draft("RGB", (WORK_HEIGHT * full[0] // max(1, full[1]), WORK_HEIGHT))
     # Only the working copy is kept: the decoded draft (2 MB at 960x540, Pillow stores RGB in
-    # 4 bytes a pixel) is dropped before the numpy work starts.
-    arr = _work_array(img)
+    # 4 bytes a pixel) is dropped before the checks start.
+    work = _work_array(img)
     del img
-    return _check(arr, full, rule=rule, birth_year=birth_year, threshold=threshold, limits=limits)
+    return _check(work, full, rule=rule, birth_year=birth_year, threshold=threshold, limits=limits)
 
 
 def check_face(
@@ -185,24 +278,24 @@ def check_face(
                   threshold=threshold, limits=limits)
 
 
-def _work_array(img: Image.Image) -> np.ndarray:
-    """The image as RGB at working height, as a uint8 array (height, width, 3)."""
+def _work_array(img: Image.Image) -> Image.Image:
+    """The image as RGB at working height (the caller's own image when it already is that)."""
     # convert() always copies; a 1080p RGB frame is 6 MB copied for nothing.
     work = img if img.mode == "RGB" else img.convert("RGB")
     if work.height <= WORK_HEIGHT:
-        return np.asarray(work)
+        return work
     # A fixed working height makes sharpness and sizes comparable across camera modes;
     # BOX resampling is an average, cheap even for a 1080p frame.
     new_w = max(3, round(work.width * WORK_HEIGHT / work.height))
     step = _exact_band_step(work.width, work.height)
     if step is None:
-        return np.asarray(work.resize((new_w, WORK_HEIGHT), Image.Resampling.BOX))
+        return work.resize((new_w, WORK_HEIGHT), Image.Resampling.BOX)
     # Whole, the resize holds a horizontally resampled copy of every source line (1.4 MB from a
-    # 960x540 decode) next to its output (4 bytes a pixel), and tobytes() doubles that output
-    # again; band by band each is a few hundred KB. Pillow resizes horizontally, then
-    # vertically; each band does the same in two calls (one call with a box may take the other
-    # order, whose rounding differs), reading the source lines its output lines cover.
-    arr = np.empty((WORK_HEIGHT, new_w, 3), dtype=np.uint8)
+    # 960x540 decode) next to its output; band by band that copy is a few hundred KB. Pillow
+    # resizes horizontally, then vertically; each band does the same in two calls (one call with
+    # a box may take the other order, whose rounding differs), reading the source lines its
+    # output lines cover.
+    out = Image.new("RGB", (new_w, WORK_HEIGHT))
     scale = work.height / WORK_HEIGHT  # exact: a power-of-two denominator (_exact_band_step)
     for r0 in range(0, WORK_HEIGHT, step):
         r1 = min(WORK_HEIGHT, r0 + step)
@@ -214,8 +307,8 @@ def _work_array(img: Image.Image) -> np.ndarray:
         lines = work.resize((new_w, y1 - y0), Image.Resampling.BOX, box=(0, y0, work.width, y1))
         band = lines.resize((new_w, r1 - r0), Image.Resampling.BOX,
                             box=(0, top - y0, new_w, bottom - y0))
-        arr[r0:r1] = np.asarray(band)
-    return arr
+        out.paste(band, (0, r0))
+    return out
 
 
 def _exact_band_step(width: int, height: int) -> int | None:
@@ -243,25 +336,30 @@ def _exact_band_step(width: int, height: int) -> int | None:
     return max(den, BAND_ROWS // den * den)
 
 
-def _scan_bands(arr: np.ndarray, bg: np.ndarray) -> tuple[np.ndarray, int]:
-    """The subject mask (colour distance from ``bg`` > 45) and the count of clipped pixels.
+def _scan_bands(
+    work: Image.Image | Image.SupportsArrayInterface, bg: Iterable[float]
+) -> tuple[Image.Image, int]:
+    """The subject mask (colour distance from ``bg`` > 45; mode L, 1 = subject) and the count
+    of clipped pixels (float32 luminance <= 3 or >= 252) of an RGB image.
 
-    Band by band in float32, so each pixel gets exactly the arithmetic it got when the whole
-    image was converted at once, without whole-image float temporaries.
+    ``work`` may also be an RGB uint8 array (tests and benchmarks hold numpy; Pillow reads it
+    through the array interface). The luminance is computed a band of rows at a time, so no
+    whole-image float32 image exists.
     """
-    h = arr.shape[0]
-    mask = np.empty(arr.shape[:2], dtype=bool)
+    img = work if isinstance(work, Image.Image) else Image.fromarray(work)
+    if img.mode != "RGB":
+        raise ValueError(f"the scan needs an RGB image, got mode {img.mode}")
+    ref = [float(v) for v in bg]
+    mask = _far_from(img, ref, 45)
     clipped = 0
-    for r0 in range(0, h, BAND_ROWS):
-        band = arr[r0 : r0 + BAND_ROWS].astype(np.float32)
-        mask[r0 : r0 + BAND_ROWS] = _max_distance(band, bg) > 45
-        luma = _luma(band)
-        clipped += int(np.count_nonzero((luma <= 3) | (luma >= 252)))
+    for r0 in range(0, img.height, BAND_ROWS):
+        band = img.crop((0, r0, img.width, min(img.height, r0 + BAND_ROWS)))
+        clipped += _count_outside(_luma(band), 3, 252)
     return mask, clipped
 
 
 def _check(
-    arr: np.ndarray,
+    work: Image.Image,
     original_size: tuple[int, int],
     *,
     rule: str,
@@ -269,7 +367,7 @@ def _check(
     threshold: int,
     limits: FaceThresholds,
 ) -> FaceQuality:
-    """The checks on the working image ``arr`` (uint8 RGB at working height)."""
+    """The checks on the working image ``work`` (RGB at working height)."""
     width, height = original_size
     checks: list[Check] = []
     not_checked = list(NOT_CHECKED)
@@ -282,19 +380,22 @@ def _check(
         "Resolusi kamera terlalu rendah. Hubungi teknisi.",
         "Camera resolution too low. Call the technician.",
     ))
-    h, w, _ = arr.shape
+    w, h = work.size
 
     # --- background: top strip and the upper parts of the side strips
     bh, bw = max(2, h // 12), max(2, w // 12)
-    strips = np.concatenate([
-        arr[:bh].reshape(-1, 3),
-        arr[: int(h * 0.55), :bw].reshape(-1, 3),
-        arr[: int(h * 0.55), w - bw :].reshape(-1, 3),
-    ]).astype(np.float32)
-    bg = np.median(strips, axis=0)
-    strip_dist = _max_distance(strips, bg)
-    intrusion = float((strip_dist > 40).mean())
-    spread = float(_luma(strips).std())
+    upper = slice(None, int(h * 0.55))
+    strips = [s for s in (_region(work, slice(None, bh), slice(None)),
+                          _region(work, upper, slice(None, bw)),
+                          _region(work, upper, slice(w - bw, None)))
+              if s.width and s.height]
+    # One histogram per strip (256 counts per channel) gives the per-channel median exactly.
+    counts = [sum(column) for column in zip(*(s.histogram() for s in strips), strict=True)]
+    bg = [_median(counts[256 * c : 256 * (c + 1)]) for c in range(3)]
+    n_strips = sum(s.width * s.height for s in strips)
+    intrusion = sum(_ones(_far_from(s, bg, 40)) for s in strips) / n_strips
+    spread = math.sqrt(_variance([_luma(s) for s in strips]))
+    del strips
     uniform = spread <= limits.max_background_std and intrusion <= limits.max_background_intrusion
     checks.append(Check(
         "background_uniform", uniform,
@@ -320,10 +421,14 @@ def _check(
         ))
 
     # --- subject: pixels clearly unlike the background
-    mask, clipped_count = _scan_bands(arr, bg)
-    row_counts = mask.sum(axis=1)
-    rows = np.nonzero(row_counts >= max(2, int(0.02 * w)))[0]
-    if rows.size == 0:
+    mask, clipped_count = _scan_bands(work, bg)
+    # The row profile: one C-level count of a row's bytes each, a few hundred rows.
+    bits = mask.tobytes()
+    row_counts = [bits.count(1, y * w, (y + 1) * w) for y in range(h)]
+    del bits
+    need = max(2, int(0.02 * w))
+    crown_row = next((y for y, count in enumerate(row_counts) if count >= need), None)
+    if crown_row is None:
         for name, hint_id, hint_en in (
             ("centred", "Tidak ada orang di depan kamera.", "Nobody is in front of the camera."),
             ("size", "Tidak ada orang di depan kamera.", "Nobody is in front of the camera."),
@@ -331,12 +436,18 @@ def _check(
             checks.append(Check(name, False, 0.0, "no subject found", hint_id, hint_en))
         face_box = (slice(h // 4, 3 * h // 4), slice(w // 4, 3 * w // 4))
     else:
-        crown = int(rows[0])
+        crown = crown_row
         span = h - crown
         head_rows = slice(crown, crown + max(2, int(span * 0.45)))
-        head_w = float(np.percentile(row_counts[head_rows], 90))
-        ys, xs = np.nonzero(mask[head_rows])
-        centre_x = float(xs.mean()) if xs.size else w / 2
+        head_w = _percentile(row_counts[head_rows], 90)
+        # The column profile of the head rows: transposed, each column is one row of bytes.
+        head = _region(mask, head_rows, slice(None)).transpose(Image.Transpose.TRANSPOSE)
+        bits = head.tobytes()
+        col_counts = [bits.count(1, x * head.width, (x + 1) * head.width) for x in range(w)]
+        del bits, head
+        total = sum(col_counts)
+        # The mean column of the subject pixels, an exact integer sum over one division.
+        centre_x = sum(x * c for x, c in enumerate(col_counts)) / total if total else w / 2
         offset = (centre_x - w / 2) / w
         ok = abs(offset) <= limits.max_centre_offset
         checks.append(Check(
@@ -365,12 +476,13 @@ def _check(
         cx = int(centre_x)
         face_box = (slice(min(top, h - 3), max(bottom, min(top, h - 3) + 3)),
                     slice(max(0, cx - half), min(w, cx + half)))
+    del mask
 
-    face = arr[face_box].astype(np.float32)
-    face_luma = _luma(face)
-    mean = float(face_luma.mean()) if face_luma.size else 0.0
-    clipped_face = float(((face_luma <= 5) | (face_luma >= 250)).mean()) if face.size else 1.0
-    # numpy's mean of a bool array is this float64 division of the count.
+    face = _region(work, *face_box)
+    fw, fh = face.size
+    face_luma = _luma(face) if fw and fh else None
+    mean = _mean(face_luma) if face_luma is not None else 0.0
+    clipped_face = (_count_outside(face_luma, 5, 250) / (fw * fh)) if face_luma is not None else 1.0
     clipped_all = clipped_count / (h * w)
     ok = (limits.face_luma_min <= mean <= limits.face_luma_max
           and clipped_face <= limits.max_clipped_share and clipped_all <= 2 * limits.max_clipped_share)
@@ -387,9 +499,16 @@ def _check(
     ))
 
     lap = 0.0
-    if face_luma.shape[0] >= 3 and face_luma.shape[1] >= 3:
+    if face_luma is not None and fh >= 3 and fw >= 3:
         f = face_luma
-        lap = float((4 * f[1:-1, 1:-1] - f[:-2, 1:-1] - f[2:, 1:-1] - f[1:-1, :-2] - f[1:-1, 2:]).var())
+        # The same float32 operations in the same order as 4*c - up - down - left - right.
+        laplacian = _math(
+            lambda e: 4 * e["c"] - e["up"] - e["down"] - e["left"] - e["right"],
+            c=f.crop((1, 1, fw - 1, fh - 1)), up=f.crop((1, 0, fw - 1, fh - 2)),
+            down=f.crop((1, 2, fw - 1, fh)), left=f.crop((0, 1, fw - 2, fh - 1)),
+            right=f.crop((2, 1, fw, fh - 1)),
+        )
+        lap = _variance([laplacian])
     ok = lap >= limits.min_sharpness
     checks.append(Check(
         "sharpness", ok, 100.0 if ok else 50.0 * lap / limits.min_sharpness,
