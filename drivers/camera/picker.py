@@ -119,14 +119,18 @@ def laplacian_variance(grey: Image.Image | GreyImage) -> float:
     w, h = img.size
     if w < 3 or h < 3:
         return 0.0
-    # In "I" the kernel's negative values survive; Pillow copies the 1-pixel border unfiltered,
-    # which the crop drops, as the array slices did.
+    img = img.convert("I")
+    lo, hi = cast(tuple[int, int], img.getextrema())
+    # Pillow clips a filtered "I" pixel below 0: shift the Laplacian (>= -4 * (hi - lo)) up by that
+    # much and back down when summing. The 1-pixel border Pillow copies unfiltered is cropped off,
+    # as the array slices left it out.
+    shift = 4 * (hi - lo)
     # ImageFilter is imported on the first score: importing the camera package (as the emulators
     # and the idle daemon do) stays without it.
     from PIL import ImageFilter
 
-    kernel = ImageFilter.Kernel((3, 3), _LAPLACIAN, scale=1, offset=0)
-    lap = img.convert("I").filter(kernel).crop((1, 1, w - 1, h - 1))
+    kernel = ImageFilter.Kernel((3, 3), _LAPLACIAN, scale=1, offset=shift)
+    lap = img.filter(kernel).crop((1, 1, w - 1, h - 1))
     lo, hi = cast(tuple[int, int], lap.getextrema())
     n = total = squares = 0
     # Histograms over 256-value windows with bin width exactly 1 count every integer value.
@@ -134,7 +138,7 @@ def laplacian_variance(grey: Image.Image | GreyImage) -> float:
         counts = lap.histogram(extrema=(base, base + 255))
         for k, c in enumerate(counts):
             if c:
-                v = base + k
+                v = base + k - shift
                 n += c
                 total += c * v
                 squares += c * v * v
