@@ -1,6 +1,6 @@
 """Asset mode for the image emulators: render in a child process once, replay the bytes.
 
-Evidence: emulator only. The camera, ten-print and iris emulators stand in for hardware
+Evidence: emulator only. The camera, ten-print, iris and ZFM emulators stand in for hardware
 *inside* the daemon process, so by default their synthesis (Pillow drawing, FFT filter banks,
 float arrays of a 1080p frame) lands in the daemon's memory, which real hardware never puts
 there: a V4L2 device DMA-s finished frames into mmap'ed buffers, a USB scanner hands over a
@@ -124,8 +124,17 @@ def _render_iris(p: Mapping[str, Any]) -> tuple[bytes, dict[str, Any]]:
     return render_iris(IrisScene(**p["scene"]), p["eye"]).tobytes(), {}
 
 
+def _render_zfm_finger(p: Mapping[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    from drivers.emulators.zfm import CONDITIONS, finger_image_seeded
+
+    condition = p["condition"]
+    if condition not in CONDITIONS:
+        raise ValueError(f"condition must be one of {CONDITIONS}, got {condition!r}")
+    return finger_image_seeded(int(p["seed"]), condition, int(p["width"]), int(p["height"])), {}
+
+
 _RENDERERS = {"portrait": _render_portrait, "finger": _render_finger, "slap": _render_slap,
-              "iris": _render_iris}
+              "iris": _render_iris, "zfm_finger": _render_zfm_finger}
 
 
 def _child_main(argv: list[str]) -> int:

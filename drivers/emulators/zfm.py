@@ -18,6 +18,11 @@ Scenarios and faults a test (or ``rekam demo``) can set:
 Profiles (:data:`PROFILES`) differ by image size, library size, template size and whether the
 Aura ring LED exists. Their numbers come from the research note (protocols.md §1.1); the R503
 figures are unverified against hardware.
+
+Like the other image emulators it has an asset mode (``REKAM_EMULATOR_ASSETS=DIR``,
+:mod:`drivers.emulators.assets`): the finger image is rendered once by a child process and
+later uploads read the file, so a daemon emulating the module never imports numpy. A directory
+that cannot be used makes the upload fail as a module's does (``UPLOAD_IMAGE_FAIL``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
+import logging
 import random
 import threading
 from collections import deque
@@ -32,9 +38,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
-
-from drivers.emulators import install, protocol_emu
+from drivers.emulators import assets, install, protocol_emu
 from firmware_protocols.errors import CodecError
 from firmware_protocols.zfm import (
     DEFAULT_ADDRESS,
@@ -53,6 +57,8 @@ from firmware_protocols.zfm import (
     encode_reply,
     parse_command,
 )
+
+_log = logging.getLogger(__name__)
 
 C = ConfirmationCode
 Condition = Literal["good", "wet", "dry", "partial", "smudge", "faint"]
@@ -133,7 +139,19 @@ def finger_image(identity: str, condition: Condition, width: int, height: int) -
     light background; ``wet`` darkens and blurs it, ``dry``/``partial`` break it up. Enough for
     the data path and for a person to see which finger is which, not a realistic print.
     """
-    seed = int.from_bytes(_digest(identity)[:8], "big")
+    return finger_image_seeded(finger_seed(identity), condition, width, height)
+
+
+def finger_seed(identity: str) -> int:
+    """The random seed of ``identity``'s finger image (all the image knows of the identity)."""
+    return int.from_bytes(_digest(identity)[:8], "big")
+
+
+def finger_image_seeded(seed: int, condition: Condition, width: int, height: int) -> bytes:
+    """:func:`finger_image` from the identity's seed (what the asset renderer is given)."""
+    # Synthesis only: in asset mode a child process runs this and the daemon never loads numpy.
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     cx = width * (0.4 + 0.2 * rng.random())
@@ -193,9 +211,9 @@ class ZfmEmulator:
         self.flash_path: str | None = None
         self.buffers: dict[int, bytes] = {}
         self._image: bytes = blank_image(self.profile.image_width, self.profile.image_height)
-        # GenImg only notes which finger it saw; the pixels are synthesised when the host uploads
-        # them. A sign-in (GenImg, Img2Tz, Search) never does, so it costs no synthesis arrays and
-        # does not load numpy.random into the daemon (about 2.3 MB: its C extensions and modules).
+        # GenImg only notes which finger it saw; the pixels are made when the host uploads them
+        # (synthesised, or replayed from an asset file). A sign-in (GenImg, Img2Tz, Search) never
+        # uploads, so it costs no synthesis arrays and starts no asset child.
         self._image_pending: tuple[str, Condition, int, int] | None = None
         self.image_finger: Finger | None = None
         self.finger: Finger | None = None
@@ -211,10 +229,15 @@ class ZfmEmulator:
 
     @property
     def image(self) -> bytes:
-        """The module's image buffer (what UpImage sends)."""
+        """The module's image buffer (what UpImage sends).
+
+        Raises:
+            assets.AssetError: asset mode is on and the finger image could not be rendered or
+                read (the pending image stays pending, so a later upload tries again).
+        """
         with self._lock:
             if self._image_pending is not None:
-                self._image = finger_image(*self._image_pending)
+                self._image = _pending_pixels(*self._image_pending)
                 self._image_pending = None
             return self._image
 
@@ -506,7 +529,13 @@ class ZfmEmulator:
         return self._ack(spec, C.OK)
 
     def _do_UpImage(self, spec: Instruction, p: Mapping[str, int | bytes]) -> Iterator[bytes]:
-        return self._stream(spec, self.image)
+        try:
+            image = self.image
+        except assets.AssetError as exc:
+            # What a module whose image transfer fails answers; the driver reports a device fault.
+            _log.warning("emulated ZFM: finger image unavailable: %s", exc)
+            return self._ack(spec, C.UPLOAD_IMAGE_FAIL)
+        return self._stream(spec, image)
 
     def _do_DownImage(self, spec: Instruction, p: Mapping[str, int | bytes]) -> Iterator[bytes]:
         size = PACKET_SIZES[self.packet_size_code]
@@ -617,6 +646,14 @@ class ZfmEmulator:
         return self._ack(spec, C.HANDSHAKE_OK)
 
 
+def _pending_pixels(identity: str, condition: Condition, width: int, height: int) -> bytes:
+    if assets.asset_dir() is None:
+        return finger_image(identity, condition, width, height)
+    # The seed, not the identity, goes to the child's command line and the file name's hash.
+    params = {"seed": finger_seed(identity), "condition": condition, "width": width, "height": height}
+    return assets.replay("zfm_finger", params)[0]
+
+
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     if first:
         yield first
@@ -659,6 +696,8 @@ __all__ = [
     "ZfmProfile",
     "blank_image",
     "finger_image",
+    "finger_image_seeded",
+    "finger_seed",
     "from_url_options",
     "make_template",
     "template_identity",
