@@ -1,10 +1,10 @@
-"""Iris image quality with numpy and Pillow: a documented, simple method, not ISO 29794-6 certified.
+"""Iris image quality with Pillow alone: a documented, simple method, not ISO 29794-6 certified.
 
 Input: a 640x480 8-bit near-infrared eye image (``drivers.iris.IrisImage.to_image()``).
 
 Method:
 
-1. **Pupil** - on a half-size, 5x5-median-filtered copy (the filter removes thin lashes),
+1. **Pupil** - on a quarter-size, 3x3-median-filtered copy (the filter removes thin lashes),
    pixels darker than ``p1 + 0.3 * (median - p1)`` form the dark mask; its median point is
    the centre, and after dropping mask pixels far from it (lashes, shadows) the radius is
    ``sqrt(area / pi)``. No dark disc of a minimum size: no eye.
@@ -18,6 +18,14 @@ Method:
 5. **Focus** - variance of a 4-neighbour Laplacian over the usable annulus pixels.
 6. **Iris size and framing** - iris diameter in pixels; the iris circle inside the image.
 
+How it is computed without numpy (the daemon must not load it, issue 7): per-pixel work is
+Pillow's C code (reduce, median filter, lookup tables, affine sampling along rays, ImageMath
+for the Laplacian, masked histograms for medians and counts, BOX resizes for means); Python
+only walks profiles and histograms of a few hundred values and, per image row, the two ends
+of each run of an annulus or disc. Those ends are found from the circle's equation and then
+confirmed with the same float64 test the numpy version applied to every pixel, so masks and
+medians are the same pixels and values; only the Laplacian variance's float32 sums differ.
+
 Limits marked "(from memory)" follow our reading of ISO/IEC 29794-6 guidance and must be
 checked against the standard before any conformance claim; the focus threshold is calibrated
 on the emulator only. Not checked: gaze angle, contact lenses, iris pattern liveness,
@@ -26,10 +34,12 @@ interlacing, motion blur direction, NIR illumination level against the standard.
 
 from __future__ import annotations
 
+import math
+import struct
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageChops, ImageFilter, ImageMath
 
 from agent.quality.result import Check, CheckedResult, combine, grade
 
@@ -85,56 +95,269 @@ HINT_NO_EYE = ("Mata tidak terlihat. Lihat lurus ke dalam alat pemindai iris.",
                "No eye seen. Look straight into the iris scanner.")
 
 
+# Two horizontal sectors of +-30 degrees, every 3 degrees (21 rays each side).
+_RAY_DEGREES: tuple[int, ...] = (*range(-30, 31, 3), *range(150, 211, 3))
+_RAYS: tuple[tuple[float, float], ...] = tuple(
+    (math.cos(math.radians(d)), math.sin(math.radians(d))) for d in _RAY_DEGREES
+)
+
+
+def _f32(x: float) -> float:
+    # The numpy version compared float32 pixels with Python floats, which numpy 2 casts to
+    # float32 first; a threshold that lands next to an integer must round the same way.
+    value: float = struct.unpack("f", struct.pack("f", x))[0]
+    return value
+
+
+def _median(pairs: Iterable[tuple[float, int]]) -> float:
+    """Median of values given as (value, count) pairs sorted by value (numpy's rule for ties)."""
+    items = [(v, c) for v, c in pairs if c > 0]
+    n = sum(c for _, c in items)
+    if n == 0:
+        raise ValueError("median of no values")
+    wanted = (n - 1) // 2, n // 2  # the middle element, or the two middle ones
+    found: list[float] = []
+    seen = 0
+    for v, c in items:
+        while len(found) < 2 and wanted[len(found)] < seen + c:
+            found.append(v)
+        seen += c
+        if len(found) == 2:
+            break
+    return (found[0] + found[1]) / 2
+
+
+def _run(pred: Callable[[int], bool], lo: int, hi: int, a: float, b: float) -> tuple[int, int]:
+    """The run ``[p, q)`` of integers in ``[lo, hi)`` where ``pred`` holds.
+
+    ``(a, b)`` is where ``pred`` holds by the shape's equation; only the run's ends are
+    checked with ``pred`` itself, which is the exact per-pixel test (rounding can move an end
+    by a pixel). ``pred`` must hold on one run of integers near ``(a, b)`` or nowhere.
+    """
+    p = max(lo, min(hi, math.floor(a) + 1)) if a > -math.inf else lo
+    q = max(lo, min(hi, math.ceil(b))) if b < math.inf else hi
+    q = max(p, q)
+    while p > lo and pred(p - 1):
+        p -= 1
+    while p < q and not pred(p):
+        p += 1
+    while q < hi and pred(q):
+        q += 1
+    while q > p and not pred(q - 1):
+        q -= 1
+    return p, q
+
+
+def _ring_runs(
+    pred: Callable[[int], bool], lo: int, hi: int, centre: float, inner: float, outer: float
+) -> list[tuple[int, int]]:
+    """Runs of a row (indices ``[lo, hi)``, centre in index units) through an annulus.
+
+    ``inner``/``outer`` are the half-widths (in index units) where the row meets the two
+    circles; a negative ``inner`` means the row misses the hole (one run), a negative
+    ``outer`` that it misses the ring.
+    """
+    if outer < 0:
+        return []
+    if inner < 0:
+        return [_run(pred, lo, hi, centre - outer, centre + outer)]
+    split = max(lo, min(hi, math.floor(centre) + 1))
+    return [
+        _run(pred, lo, split, centre - outer, centre - inner),
+        _run(pred, split, hi, centre + inner, centre + outer),
+    ]
+
+
+def _mask(width: int, height: int, runs: Iterable[tuple[int, int, int]]) -> Image.Image:
+    """An "L" mask (255 on, 0 off) of the given (row, start, stop) runs."""
+    buf = bytearray(width * height)
+    for y, x0, x1 in runs:
+        if x1 > x0:
+            buf[y * width + x0 : y * width + x1] = b"\xff" * (x1 - x0)
+    return Image.frombytes("L", (width, height), bytes(buf))
+
+
+def _counts(mask: Image.Image) -> tuple[list[int], list[int]]:
+    """Per-column and per-row numbers of 255 pixels of an "L" mask."""
+    w, h = mask.size
+    rows = mask.tobytes()
+    cols = mask.transpose(Image.Transpose.TRANSPOSE).tobytes()
+    return ([cols.count(255, x * h, (x + 1) * h) for x in range(w)],
+            [rows.count(255, y * w, (y + 1) * w) for y in range(h)])
+
+
+def _mean(img: Image.Image) -> float:
+    """Mean of an "F" image (Pillow's BOX resize sums in double, stores float32)."""
+    value: float = img.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))  # type: ignore[assignment]
+    return value
+
+
 def _find_pupil(img: Image.Image) -> tuple[float, float, float] | None:
     # Quarter size: box averaging halves the contrast of 2 px lashes, the 3x3 median removes
     # what is left and the noise; a pupil (>= 16 px radius at full size) survives.
     small = img.reduce(4).filter(ImageFilter.MedianFilter(3))
-    a = np.asarray(small, dtype=np.float32)
-    lo, med = float(a.min()), float(np.median(a))
+    w, h = small.size
+    hist = small.histogram()
+    lo = float(next(v for v, c in enumerate(hist) if c))
+    med = _median(enumerate(hist))
     if med - lo < 30:
         return None  # no dark disc stands out
-    ys, xs = np.nonzero(a < lo + 0.3 * (med - lo))
-    if xs.size < 12:
+    limit = _f32(lo + 0.3 * (med - lo))
+    dark = small.point([255 if v < limit else 0 for v in range(256)])
+    col, row = _counts(dark)
+    n = sum(row)
+    if n < 12:
         return None
-    cx, cy = float(np.median(xs)), float(np.median(ys))
-    r0 = 2 * np.sqrt(xs.size / np.pi)
-    near = np.hypot(xs - cx, ys - cy) <= r0
-    if near.sum() < 12:
+    cx, cy = _median(enumerate(col)), _median(enumerate(row))
+    r0 = 2 * math.sqrt(n / math.pi)
+    runs = []
+    for y in range(h):
+        dy = y - cy
+        if abs(dy) > r0:
+            continue  # hypot(dx, dy) >= |dy|: no pixel of this row is near
+        half = math.sqrt(r0 * r0 - dy * dy)
+
+        def near_centre(x: int, dy: float = dy) -> bool:
+            return math.hypot(x - cx, dy) <= r0
+
+        p, q = _run(near_centre, 0, w, cx - half - 1e-9, cx + half + 1e-9)
+        runs.append((y, p, q))
+    near = ImageChops.darker(dark, _mask(w, h, runs))
+    col, row = _counts(near)
+    n = sum(row)
+    if n < 12:
         return None
-    cx, cy = float(xs[near].mean()), float(ys[near].mean())
-    r = float(np.sqrt(near.sum() / np.pi))
+    cx = sum(x * c for x, c in enumerate(col)) / n
+    cy = sum(y * c for y, c in enumerate(row)) / n
+    r = math.sqrt(n / math.pi)
     # back to full-size pixels (reduce(4) maps pixel centres to 4x+1.5)
     return cx * 4 + 1.5, cy * 4 + 1.5, r * 4
 
 
-def _iris_radius(a: np.ndarray, cx: float, cy: float, rp: float) -> tuple[float, float] | None:
-    h, w = a.shape
+def _iris_radius(img: Image.Image, cx: float, cy: float, rp: float) -> tuple[float, float] | None:
+    w, h = img.size
     r_max = min(max(h, w) * 0.45, rp * 8)
-    radii = np.arange(rp * 1.2, r_max, 1.0)
-    if radii.size < 8:
+    start = rp * 1.2
+    size = max(0, math.ceil(r_max - start))
+    if size < 8:
         return None
-    angles = np.deg2rad(np.concatenate([np.arange(-30, 31, 3), np.arange(150, 211, 3)]))
-    xs = cx + radii[:, None] * np.cos(angles)[None, :]
-    ys = cy + radii[:, None] * np.sin(angles)[None, :]
-    inside = (xs >= 0) & (xs <= w - 1) & (ys >= 0) & (ys <= h - 1)
-    vals = np.where(inside, a[np.clip(ys, 0, h - 1).astype(int), np.clip(xs, 0, w - 1).astype(int)], np.nan)
-    counts = inside.sum(axis=1)
-    profile = np.where(counts > 0, np.nansum(vals, axis=1) / np.maximum(counts, 1), np.nan)
-    if np.isnan(profile).all():
+    # The radii exactly as numpy's arange fills them (start + i * (second - first)).
+    step = (start + 1.0) - start
+    radii = [start, start + 1.0, *(start + i * step for i in range(2, size))]
+    stack = Image.new("L", (size, len(_RAYS)))
+    counts = [0] * (size + 1)
+    for k, (c, s) in enumerate(_RAYS):
+        def inside(i: int, c: float = c, s: float = s) -> bool:
+            x, y = cx + radii[i] * c, cy + radii[i] * s
+            return 0 <= x <= w - 1 and 0 <= y <= h - 1
+
+        a, b = -math.inf, math.inf
+        for centre, d, top in ((cx, c, w - 1), (cy, s, h - 1)):
+            if abs(d) > 1e-12:  # the ray's radius where it crosses 0 and top on this axis
+                r1, r2 = sorted(((0 - centre) / d, (top - centre) / d))
+                a, b = max(a, r1 - start - 1), min(b, r2 - start + 1)
+        p, q = _run(inside, 0, size, a, b)
+        if q <= p:
+            continue
+        # Nearest-pixel samples along the ray: Pillow takes the pixel holding
+        # (c * (j + 0.5) + e, s * (j + 0.5) + f) for output pixel j, as the numpy version's int().
+        r0 = radii[p]
+        ray = img.transform((q - p, 1), Image.Transform.AFFINE,
+                            (c, 0, cx + r0 * c - 0.5 * c, s, 0, cy + r0 * s - 0.5 * s),
+                            Image.Resampling.NEAREST)
+        stack.paste(ray, (p, k))
+        counts[p] += 1
+        counts[q] -= 1
+    data = stack.transpose(Image.Transpose.TRANSPOSE).tobytes()
+    n_rays = len(_RAYS)
+    inside_n = 0
+    profile: list[float | None] = []
+    for i in range(size):
+        inside_n += counts[i]
+        profile.append(sum(data[i * n_rays : (i + 1) * n_rays]) / inside_n if inside_n else None)
+    known = [v for v in profile if v is not None]
+    if not known:
         return None
-    profile = np.where(np.isnan(profile), np.nanmean(profile), profile)
-    smooth = np.convolve(profile, np.ones(5) / 5, mode="same")
-    rise = smooth[4:] - smooth[:-4]  # over 4 px: steps are a few pixels wide when blurred
-    i = int(np.argmax(rise[2:-2])) + 2
-    return float(radii[i + 2]), float(rise[i])
+    fill = sum(known) / len(known)
+    prof = [fill if v is None else v for v in profile]
+    smooth = [sum(prof[max(0, j - 2) : j + 3]) * 0.2 for j in range(size)]
+    rise = [smooth[j + 4] - smooth[j] for j in range(size - 4)]  # over 4 px: blurred steps
+    inner = rise[2:-2]
+    if not inner:
+        return None
+    i = max(range(len(inner)), key=inner.__getitem__) + 2  # the first of equal maxima
+    return radii[i + 2], rise[i]
 
 
 def _half_span(centre: float, reach: float, size: int) -> tuple[int, int]:
     # Half-size indices i with |2i + 0.5 - centre| < reach, padded by one, kept off the border
     # (the Laplacian needs both neighbours); an empty span when the circle misses the image.
-    lo = max(1, int(np.floor((centre - 0.5 - reach) / 2)) - 1)
-    hi = min(size - 1, int(np.ceil((centre - 0.5 + reach) / 2)) + 2)
+    lo = max(1, math.floor((centre - 0.5 - reach) / 2) - 1)
+    hi = min(size - 1, math.ceil((centre - 0.5 + reach) / 2) + 2)
     return lo, max(lo, hi)
+
+
+def _annulus_runs(
+    x0: int, x1: int, ys: Iterable[int], pos: Callable[[int], float], cx: float, cy: float,
+    inner: float, outer: float, horizontal: bool = False,
+) -> list[tuple[int, int, int]]:
+    """(row, start, stop) runs, indices relative to ``x0`` and the first row, of the pixels
+    with ``inner < hypot(pos(x) - cx, pos(y) - cy) < outer`` (and within +-30 degrees of
+    horizontal when asked), ``pos`` mapping an index to its full-size coordinate."""
+    scale = pos(1) - pos(0)
+    runs: list[tuple[int, int, int]] = []
+    for n, y in enumerate(ys):
+        dy = pos(y) - cy
+        low = max(inner, 2 * abs(dy) - 1e-6) if horizontal else inner
+
+        def pred(x: int, dy: float = dy) -> bool:
+            rr = math.hypot(pos(x) - cx, dy)
+            return inner < rr < outer and (not horizontal or abs(dy) < 0.5 * (rr + 1e-6))
+
+        if outer <= abs(dy):
+            continue  # hypot(dx, dy) >= |dy|: the row misses the ring
+        half_in = math.sqrt(low * low - dy * dy) / scale if low >= abs(dy) else -1.0
+        half_out = math.sqrt(outer * outer - dy * dy) / scale
+        centre = (cx - pos(0)) / scale
+        for p, q in _ring_runs(pred, x0, x1, centre, half_in, half_out):
+            runs.append((n, p - x0, q - x0))
+    return runs
+
+
+def _focus(
+    grey: Image.Image, half: Image.Image, span: tuple[int, int, int, int], cx: float, cy: float,
+    inner: float, outer: float, like_iris: list[bool],
+) -> float:
+    """Variance of the half-size 4-neighbour Laplacian over the span's usable annulus pixels."""
+    xlo, ylo, xhi, yhi = span
+    ww, hh = xhi - xlo, yhi - ylo
+    around = half.crop((xlo - 1, ylo - 1, xhi + 1, yhi + 1)).convert("F")
+
+    def shifted(dx: int, dy: int) -> Image.Image:
+        return around.crop((1 + dx, 1 + dy, 1 + dx + ww, 1 + dy + hh))
+
+    lap = ImageMath.lambda_eval(
+        lambda e: e["c"] * 4 - e["u"] - e["d"] - e["l"] - e["r"],
+        c=shifted(0, 0), u=shifted(0, -1), d=shifted(0, 1), l=shifted(-1, 0), r=shifted(1, 0),
+    )
+
+    def at(i: int) -> float:
+        return i * 2 + 0.5
+
+    ring = _mask(ww, hh, _annulus_runs(xlo, xhi, range(ylo, yhi), at, cx, cy, inner, outer))
+    # "Looks like iris" is judged on the full-size pixel at (2x, 2y) of each half-size pixel.
+    full = grey.crop((2 * xlo, 2 * ylo, 2 * xhi, 2 * yhi)).tobytes()
+    rows = [full[4 * y * ww : (4 * y + 2) * ww : 2] for y in range(hh)]
+    like = Image.frombytes("L", (ww, hh), b"".join(rows)).point([255 if v else 0 for v in like_iris])
+    sel = ImageChops.darker(ring, like)
+    n = sel.histogram()[255]
+    if n <= 10:
+        return 0.0
+    ones = sel.point([1 if v else 0 for v in range(256)]).convert("F")
+    total = ww * hh
+    mean = _mean(ImageMath.lambda_eval(lambda e: e["lap"] * e["s"], lap=lap, s=ones)) * total / n
+    sq = ImageMath.lambda_eval(lambda e: (e["lap"] - mean) * (e["lap"] - mean) * e["s"], lap=lap, s=ones)
+    return _mean(sq) * total / n
 
 
 def check_iris(img: Image.Image, *, threshold: int = 60, limits: IrisThresholds = IrisThresholds()) -> IrisQuality:
@@ -146,11 +369,10 @@ def check_iris(img: Image.Image, *, threshold: int = 60, limits: IrisThresholds 
         limits: check limits.
     """
     grey = img.convert("L")
-    a = np.asarray(grey, dtype=np.float32)
-    h, w = a.shape
+    w, h = grey.size
     checks: list[Check] = []
     pupil = _find_pupil(grey) if min(h, w) >= 32 else None
-    found = _iris_radius(a, *pupil) if pupil else None
+    found = _iris_radius(grey, *pupil) if pupil else None
     if pupil is None or found is None or found[1] < 8:
         checks.append(Check("eye_found", False, 0.0, "no pupil/iris border found", *HINT_NO_EYE))
         return IrisQuality(combine(checks, WEIGHTS), False, tuple(checks), None)
@@ -185,24 +407,34 @@ def check_iris(img: Image.Image, *, threshold: int = 60, limits: IrisThresholds 
         else "Pupil too constricted: reduce bright light on the eye.",
     ))
 
-    # Annulus geometry on a bounding box (cheap: at most ~2*ri squared pixels).
+    # Annulus geometry on the iris's bounding box (at most ~2*ri squared pixels): the ring and
+    # its horizontal sectors as masks, their pixels' grey levels as masked histograms.
     x0, x1 = int(max(0, cx - ri)), int(min(w, cx + ri + 1))
     y0, y1 = int(max(0, cy - ri)), int(min(h, cy + ri + 1))
-    yy, xx = np.mgrid[y0:y1, x0:x1]
-    rr = np.hypot(xx - cx, yy - cy)
-    ring = (rr > rp * 1.15) & (rr < ri * 0.92)
-    box = a[y0:y1, x0:x1]
-    horizontal = ring & (np.abs(yy - cy) < 0.5 * (rr + 1e-6))  # within +-30 degrees of horizontal
-    ref = box[horizontal] if horizontal.any() else box[ring]
-    if ref.size == 0:
+    inner, outer = rp * 1.15, ri * 0.92
+    box = grey.crop((x0, y0, x1, y1))
+    bw, bh = box.size
+
+    def at(i: int) -> float:
+        return i
+
+    ring = _mask(bw, bh, _annulus_runs(x0, x1, range(y0, y1), at, cx, cy, inner, outer))
+    horizontal = _mask(bw, bh, _annulus_runs(x0, x1, range(y0, y1), at, cx, cy, inner, outer, True))
+    ring_hist = box.histogram(mask=ring)
+    ref = box.histogram(mask=horizontal)  # within +-30 degrees of horizontal
+    if not any(ref):
+        ref = ring_hist
+    if not any(ref):
         checks.append(Check("usable_area", False, 0.0, "no iris ring", *HINT_NO_EYE))
         return IrisQuality(combine(checks, WEIGHTS), False, tuple(checks), IrisMeasure((cx, cy), rp, ri))
-    m = float(np.median(ref))
-    mad = float(np.median(np.abs(ref - m))) * 1.4826
+    m = _median(enumerate(ref))
+    mad = _median(sorted((abs(v - m), c) for v, c in enumerate(ref))) * 1.4826
     band = max(25.0, 3 * mad)
-    usable = ring & (np.abs(box - m) <= band)
-    expected = np.pi * ((ri * 0.92) ** 2 - (rp * 1.15) ** 2)
-    share = float(usable.sum() / expected) if expected > 0 else 0.0
+    limit = _f32(band)
+    like_iris = [abs(v - m) <= limit for v in range(256)]
+    usable = sum(c for v, c in enumerate(ring_hist) if like_iris[v])
+    expected = math.pi * ((ri * 0.92) ** 2 - (rp * 1.15) ** 2)
+    share = float(usable / expected) if expected > 0 else 0.0
     ok = share >= limits.min_usable_area
     checks.append(Check(
         "usable_area", ok, grade(share, limits.min_usable_area, 2.0, 0.4), f"usable iris {share:.2f}",
@@ -212,21 +444,14 @@ def check_iris(img: Image.Image, *, threshold: int = 60, limits: IrisThresholds 
     # Focus on a half-size copy: the iris texture's fibres are a few pixels wide, while
     # single-pixel sensor noise (which any blur removes first) would dominate at full size.
     # Only the iris's bounding box (in half-size pixels, inner pixels only) is worked on: the
-    # selection below is empty outside it, and whole-image index grids cost ~4 MB per check.
-    half = np.asarray(grey.reduce(2), dtype=np.float32)
+    # selection below is empty outside it.
+    half = grey.reduce(2)
     reach = ri * 0.92
-    ylo, yhi = _half_span(cy, reach, half.shape[0])
-    xlo, xhi = _half_span(cx, reach, half.shape[1])
-    core = half[ylo:yhi, xlo:xhi]
-    lap = (4 * core - half[ylo - 1 : yhi - 1, xlo:xhi] - half[ylo + 1 : yhi + 1, xlo:xhi]
-           - half[ylo:yhi, xlo - 1 : xhi - 1] - half[ylo:yhi, xlo + 1 : xhi + 1])
-    hy, hx = np.mgrid[ylo:yhi, xlo:xhi]
-    hr = np.hypot(hx * 2 + 0.5 - cx, hy * 2 + 0.5 - cy)
-    full_y = np.clip((hy * 2).astype(int), 0, h - 1)
-    full_x = np.clip((hx * 2).astype(int), 0, w - 1)
-    like_iris = np.abs(a[full_y, full_x] - m) <= band
-    sel = (hr > rp * 1.15) & (hr < ri * 0.92) & like_iris
-    focus = float(lap[sel].var()) if sel.sum() > 10 else 0.0
+    ylo, yhi = _half_span(cy, reach, half.size[1])
+    xlo, xhi = _half_span(cx, reach, half.size[0])
+    focus = 0.0
+    if yhi > ylo and xhi > xlo:
+        focus = _focus(grey, half, (xlo, ylo, xhi, yhi), cx, cy, inner, outer, like_iris)
     ok = focus >= limits.min_focus
     checks.append(Check(
         "focus", ok, 100.0 if ok else 50.0 * focus / limits.min_focus, f"laplacian variance {focus:.1f}",
