@@ -12,21 +12,31 @@ shrinking to 17 px. A word wider than the line is never split. If a value still 
 fit, or the card runs out of height, :class:`CardLayoutError` names the field.
 
 Fonts: DejaVu Sans (Bitstream Vera licence, see ``fonts/LICENSE-DejaVu.txt``), shipped in
-``agent/printing/fonts`` so every station renders the same card.
+``agent/printing/fonts`` so every station renders the same card. The background is shipped the
+same way, as a PNG in :mod:`agent.printing.card_background` (see :func:`_background`).
+
+Rendering, panels and encoding use Pillow and the codec's byte operations only: this runs in
+the station daemon, which does not load numpy (issue 7's memory target). The panels' ndarray
+views (``CardPanels.y`` ...) import numpy when a test or tool asks for them.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont
 
 from firmware_protocols import evolis as ev
+from firmware_protocols.errors import EncodeError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 WIDTH, HEIGHT = ev.PANEL_LINES, ev.LINE_DOTS  # 1016 x 648, landscape
 FONT_DIR = Path(__file__).parent / "fonts"
@@ -169,18 +179,23 @@ def fit_text(field_name: str, text: str, width: int, *, wrap: bool, bold: bool =
 
 
 @lru_cache(maxsize=1)
-def _background() -> npt.NDArray[np.uint8]:
-    """The card's printed background: a pale blue gradient with a guilloche-like wave band."""
-    y = np.linspace(0.0, 1.0, HEIGHT, dtype=np.float32)[:, None]
-    x = np.linspace(0.0, 1.0, WIDTH, dtype=np.float32)[None, :]
-    wave = 0.5 + 0.5 * np.sin(40.0 * x + 12.0 * np.sin(6.0 * y))
-    r = 205 + 30 * y + 8 * wave
-    g = 225 + 20 * y + 6 * wave
-    b = np.full_like(r, 250.0)
-    rgb = np.stack([np.broadcast_to(r, (HEIGHT, WIDTH)), np.broadcast_to(g, (HEIGHT, WIDTH)),
-                    np.broadcast_to(b, (HEIGHT, WIDTH))], axis=2)
-    out: npt.NDArray[np.uint8] = np.clip(rgb, 0, 255).astype(np.uint8)
-    return out
+def _background() -> Image.Image:
+    """The card's printed background: a pale blue gradient with a guilloche-like wave band.
+
+    Made once by the float32 formula below and shipped as a lossless PNG, so every station
+    prints the same bytes whatever its maths library (a float32 sine may differ in the last bit
+    between builds, and the colour is truncated to whole levels), and the daemon needs no numpy:
+    ``wave = 0.5 + 0.5 sin(40x + 12 sin(6y))``, R = 205 + 30y + 8 wave, G = 225 + 20y + 6 wave,
+    B = 250, truncated, for x, y from 0 to 1 across the card (tests/test_printing_render_pillow.py
+    checks the shipped pixels against it).
+    """
+    from agent.printing.card_background import PNG_BASE64
+
+    with Image.open(io.BytesIO(base64.b64decode(PNG_BASE64))) as img:
+        img.load()
+        if img.mode != "RGB" or img.size != (WIDTH, HEIGHT):
+            raise RuntimeError(f"the shipped card background is damaged: {img.mode} {img.size}")
+        return img.copy()
 
 
 @dataclass(frozen=True)
@@ -205,7 +220,7 @@ class RenderedCard:
 
 def render_card(card: CardData) -> RenderedCard:
     """Draw the e-KTP front; raise :class:`CardLayoutError` for data that cannot fit."""
-    colour = Image.fromarray(_background(), "RGB")
+    colour = _background().copy()
     text = Image.new("1", (WIDTH, HEIGHT), 0)
     draw = ImageDraw.Draw(text)
 
@@ -288,75 +303,98 @@ def _cover(img: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 @dataclass(frozen=True)
 class CardPanels:
-    """The five panels of one card, in printer order (1016 lines of 648 dots)."""
+    """The five panels of one card in printer order: 1016 lines of 648 dots, a byte a dot."""
 
-    y: npt.NDArray[np.uint8]
-    m: npt.NDArray[np.uint8]
-    c: npt.NDArray[np.uint8]
-    k: npt.NDArray[np.uint8]
-    o: npt.NDArray[np.uint8]
+    y_bytes: bytes
+    m_bytes: bytes
+    c_bytes: bytes
+    k_bytes: bytes
+    o_bytes: bytes
     levels: int = COLOUR_LEVELS
 
     def panel_data(self) -> list[ev.PanelData]:
         """The panels as the job builder takes them (Y, M, C, K, O)."""
         return [
-            ev.PanelData("y", self.levels, self.y),
-            ev.PanelData("m", self.levels, self.m),
-            ev.PanelData("c", self.levels, self.c),
-            ev.PanelData("k", 2, self.k),
-            ev.PanelData("o", 2, self.o),
+            ev.PanelData("y", self.levels, self.y_bytes),
+            ev.PanelData("m", self.levels, self.m_bytes),
+            ev.PanelData("c", self.levels, self.c_bytes),
+            ev.PanelData("k", 2, self.k_bytes),
+            ev.PanelData("o", 2, self.o_bytes),
         ]
 
+    # ndarray views for tests and tools (a new writable (1016, 648) array each time). They
+    # import numpy; the print path uses panel_data() and never does.
+    @property
+    def y(self) -> npt.NDArray[np.uint8]:
+        """The Y panel as a (1016, 648) uint8 array (a copy)."""
+        return _as_array(self.y_bytes)
 
-@lru_cache(maxsize=4)
-def _ink_table(levels: int) -> npt.NDArray[np.uint8]:
-    top = levels - 1
-    table: npt.NDArray[np.uint8] = (((255 - np.arange(256)) * top + 127) // 255).astype(np.uint8)
-    return table
+    @property
+    def m(self) -> npt.NDArray[np.uint8]:
+        """The M panel as a (1016, 648) uint8 array (a copy)."""
+        return _as_array(self.m_bytes)
+
+    @property
+    def c(self) -> npt.NDArray[np.uint8]:
+        """The C panel as a (1016, 648) uint8 array (a copy)."""
+        return _as_array(self.c_bytes)
+
+    @property
+    def k(self) -> npt.NDArray[np.uint8]:
+        """The K panel (1 = resin black) as a (1016, 648) uint8 array (a copy)."""
+        return _as_array(self.k_bytes)
+
+    @property
+    def o(self) -> npt.NDArray[np.uint8]:
+        """The O panel (all 1) as a (1016, 648) uint8 array (a copy)."""
+        return _as_array(self.o_bytes)
+
+
+def _as_array(panel: bytes) -> npt.NDArray[np.uint8]:
+    import numpy as np
+
+    return np.frombuffer(panel, dtype=np.uint8).reshape(ev.PANEL_LINES, ev.LINE_DOTS).copy()
 
 
 @lru_cache(maxsize=4)
 def _ink_lut(levels: int) -> list[int]:
-    # The same table for each of R, G and B, in the form Image.point takes.
-    return [int(v) for v in _ink_table(levels)] * 3
+    """ink = round((255 - v) * (levels - 1) / 255) for v in 0..255, once for each of R, G, B."""
+    top = levels - 1
+    return [((255 - v) * top + 127) // 255 for v in range(256)] * 3
+
+
+# 0 -> 0, anything else -> 1: a layer's bytes (mode "1" tobytes as "L" gives 0/255) as K values.
+_NONZERO_TO_ONE = bytes([0]) + bytes([1]) * 255
 
 
 def to_panels(card: RenderedCard, *, levels: int = COLOUR_LEVELS) -> CardPanels:
     """Convert the layers to Y/M/C ink (knocked out under black text), K and a full O."""
     if levels not in (32, 64, 128):
         raise ValueError(f"colour levels must be 32, 64 or 128, got {levels}")
-    if ((card.colour.mode, card.text.mode) != ("RGB", "1")
-            or card.colour.size != (WIDTH, HEIGHT) or card.text.size != (WIDTH, HEIGHT)):
-        return _to_panels_numpy(card, levels)  # its checks raise the usual errors
-    # The same arithmetic as _to_panels_numpy in Pillow's C loops (the profile had the numpy
-    # version at 45% of render + panels: a fancy-indexed table look-up, a boolean-mask write and
-    # three strided rotations). White maps to ink 0 through the table, so painting white under
-    # the text before the look-up is the knock-out; Pillow's ROTATE_90 is np.rot90(a, 1).
-    colour = card.colour.copy()
-    colour.paste((255, 255, 255), mask=card.text)
+    for layer in (card.colour, card.text):
+        if layer.size != (WIDTH, HEIGHT):
+            raise EncodeError(f"a card raster is {HEIGHT}x{WIDTH}, got {(layer.height, layer.width)}")
+    colour, text = card.colour, card.text
+    if text.mode != "1":
+        # A text layer given as values (0 or 1 per pixel) rather than as a mode "1" image.
+        values = text.convert("L")
+        high = max(v for v, n in enumerate(values.histogram()) if n)
+        if high > 1:
+            raise EncodeError(f"the text layer holds value {high}; the K panel takes 0 or 1")
+        text = values.point(lambda v: 255 if v else 0).convert("1")
+    # White maps to ink 0 through the table, so painting white under the text before the
+    # look-up is the knock-out (no colour under resin black: sharper text, less ribbon).
+    # Pillow's ROTATE_90 is the codec's landscape_to_panel (np.rot90(a, 1)): line 0 is the
+    # card's right-hand edge, so a rotated band's bytes are the panel in printer order.
+    colour = colour.convert("RGB")  # a copy even when already RGB: the caller's layer stays
+    colour.paste((255, 255, 255), mask=text)
     ink = colour.point(_ink_lut(levels)).transpose(Image.Transpose.ROTATE_90)
-    c, m, y = (np.array(band, dtype=np.uint8) for band in ink.split())
-    k = np.array(card.text.transpose(Image.Transpose.ROTATE_90), dtype=np.uint8)
-    return CardPanels(y=y, m=m, c=c, k=k,
-                      o=np.ones((ev.PANEL_LINES, ev.LINE_DOTS), dtype=np.uint8), levels=levels)
-
-
-def _to_panels_numpy(card: RenderedCard, levels: int) -> CardPanels:
-    """to_panels in numpy, for layers other than a card-sized RGB colour and mode "1" text."""
-    rgb = np.asarray(card.colour, dtype=np.uint8)
-    k = np.asarray(card.text, dtype=np.uint8)  # 1 = ink
-    # ink = (255 - channel) scaled to 0..levels-1 and rounded, through a 256-entry table.
-    ink8 = _ink_table(levels)[rgb]
-    ink8[k.astype(bool)] = 0  # no colour under resin black: sharper text, less ribbon
-    c, m, y = ink8[:, :, 0], ink8[:, :, 1], ink8[:, :, 2]
-    return CardPanels(
-        y=ev.landscape_to_panel(y),
-        m=ev.landscape_to_panel(m),
-        c=ev.landscape_to_panel(c),
-        k=ev.landscape_to_panel(k),
-        o=np.ones((ev.PANEL_LINES, ev.LINE_DOTS), dtype=np.uint8),
-        levels=levels,
-    )
+    del colour
+    c, m, y = (band.tobytes() for band in ink.split())
+    del ink
+    k = text.transpose(Image.Transpose.ROTATE_90).tobytes("raw", "L").translate(_NONZERO_TO_ONE)
+    return CardPanels(y_bytes=y, m_bytes=m, c_bytes=c, k_bytes=k,
+                      o_bytes=b"\x01" * ev.PANEL_PIXELS, levels=levels)
 
 
 def image_from_bytes(data: bytes, *, field_name: str, max_pixels: int = 4_000_000) -> Image.Image:
