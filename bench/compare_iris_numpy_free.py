@@ -73,7 +73,7 @@ def scenes(quick: bool) -> list[tuple[str, Image.Image]]:
         if k % 3 == 0:
             arr[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3] = 0
         out.append((f"noise {w}x{h} #{k}", Image.fromarray(arr)))
-    for k in range(10 if quick else 30):
+    for _ in range(10 if quick else 30):
         # a dark disc on a noisy background, anywhere and any size (also partly outside)
         arr = rng.normal(150, 20, (480, 640))
         yy, xx = np.mgrid[0:480, 0:640]
@@ -127,7 +127,7 @@ def main() -> None:
         for name, (plain, precise) in versions.items():
             try:
                 res[name] = (plain.check_iris(img), precise.check_iris(img))
-            except Exception as exc:  # noqa: BLE001 - a crash is a finding to report
+            except Exception as exc:  # a crash is a finding to report
                 res[name] = exc
         if any(isinstance(v, Exception) for v in res.values()):
             crashes.append((label, {k: repr(v) if isinstance(v, Exception) else "ok" for k, v in res.items()}))
