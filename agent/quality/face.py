@@ -368,6 +368,8 @@ def _check(
     limits: FaceThresholds,
 ) -> FaceQuality:
     """The checks on the working image ``work`` (RGB at working height)."""
+    if work.width == 0 or work.height == 0:
+        raise ValueError(f"cannot check an empty photo ({work.width}x{work.height} px)")
     width, height = original_size
     checks: list[Check] = []
     not_checked = list(NOT_CHECKED)
