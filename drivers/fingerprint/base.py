@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import threading
 from array import array
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -245,10 +245,14 @@ class QualityReport:
 
 # Single-band modes whose values are grey levels (what the array form of such an image holds).
 _GREY_MODES = frozenset({"L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+# Per-pixel work runs over horizontal strips of about this many pixels (512 kB as float32), so a
+# check on a whole 1600x1000 platen never holds a full-size float copy of it: issue 7 counts the
+# daemon's peak RSS.
+_STRIP_PIXELS = 1 << 17
 
 
 def grey_image(image: Image.Image | npt.NDArray[np.uint8]) -> Image.Image:
-    """``image`` (a greyscale PIL image or a 2-D uint8 array) as a mode-F image of its grey levels."""
+    """``image`` (a greyscale PIL image or a 2-D uint8 array) as a mode L or F image."""
     if not isinstance(image, Image.Image):
         # An array arrives only from callers that already hold numpy (tests, benchmarks,
         # emulators); Pillow reads it through the array interface without importing numpy.
@@ -260,6 +264,10 @@ def grey_image(image: Image.Image | npt.NDArray[np.uint8]) -> Image.Image:
             ) from exc
     if image.mode not in _GREY_MODES:
         raise CaptureArgumentError(f"need a 2-D greyscale image, got mode {image.mode}")
+    return image if image.mode in ("L", "F") else image.convert("F")
+
+
+def _float(image: Image.Image) -> Image.Image:
     return image if image.mode == "F" else image.convert("F")
 
 
@@ -276,49 +284,113 @@ def _apply(expression: Callable[[dict[str, Any]], Any], **images: Image.Image) -
     return out
 
 
+def _strips(cols: int, rows: int, block: int) -> Iterator[tuple[int, int]]:
+    """(first, end) pixel rows of strips of whole block rows, top to bottom."""
+    step = max(1, _STRIP_PIXELS // (cols * block * block)) * block
+    for y0 in range(0, rows * block, step):
+        yield y0, min(rows * block, y0 + step)
+
+
+def _mean_and_square(strip: Image.Image, block: int) -> tuple[list[float], list[float]]:
+    """Block means of a mode-F strip's values and of their squares, row by row."""
+    squares = _apply(lambda e: e["a"] * e["a"], a=strip)
+    return _floats(strip.reduce(block)), _floats(squares.reduce(block))
+
+
+def _deviations(means: list[float], squares: list[float]) -> list[float]:
+    return [math.sqrt(max(sq - m * m, 0.0)) for m, sq in zip(means, squares, strict=True)]
+
+
 def block_mean_std(grey: Image.Image, block: int) -> tuple[int, list[float], list[float]]:
-    """Grey mean and standard deviation of every whole ``block``-pixel tile of a mode-F image.
+    """Grey mean and standard deviation of every whole ``block``-pixel tile of a mode L/F image.
 
     Returns (tiles per row, means, deviations), both lists row by row; a partial tile at the
     right or bottom edge is left out. Tile sums of 8-bit grey levels (and of their squares, up
     to 256 x 255^2 < 2^24) are exact in float32, so the means and deviations are exact.
     """
-    if grey.mode != "F":
-        raise CaptureArgumentError(f"block statistics need a mode-F image, got {grey.mode}")
     cols, rows = grey.width // block, grey.height // block
+    means: list[float] = []
+    squares: list[float] = []
     if cols == 0 or rows == 0:
-        return cols, [], []
-    if grey.size != (cols * block, rows * block):
-        grey = grey.crop((0, 0, cols * block, rows * block))
-    means = _floats(grey.reduce(block))
-    squares = _floats(_apply(lambda e: e["a"] * e["a"], a=grey).reduce(block))
-    stds = [math.sqrt(max(sq - m * m, 0.0)) for m, sq in zip(means, squares, strict=True)]
-    return cols, means, stds
+        return cols, means, squares
+    for y0, y1 in _strips(cols, rows, block):
+        m, sq = _mean_and_square(_float(grey.crop((0, y0, cols * block, y1))), block)
+        means += m
+        squares += sq
+    return cols, means, _deviations(means, squares)
 
 
-def _gradients(a: Image.Image) -> tuple[Image.Image, Image.Image]:
-    """(d/dx, d/dy) of a mode-F image: central differences, one-sided at the edges.
+@dataclass
+class _BlockMeasures:
+    """Per-block values of a finger image, row by row (what ``estimate_quality`` scores)."""
 
-    The same values as ``numpy.gradient``, which the score was first written with: 8-bit grey
-    levels make every difference a multiple of 0.5, exact in float32.
+    means: list[float]
+    stds: list[float]
+    gxx: list[float]  # the gradient structure tensor's block means
+    gyy: list[float]
+    gxy: list[float]
+
+
+def _block_measures(grey: Image.Image, block: int) -> _BlockMeasures:
+    """Grey statistics and structure tensor of every block of a mode L/F image of whole blocks.
+
+    The gradient is ``numpy.gradient``'s, which the score was first written with: central
+    differences, one-sided at the image's edges. A one-sided difference equals the central one
+    over the image extended by one linearly extrapolated pixel (``2 a[0] - a[1]``), so each
+    strip is padded that way at the image's edges and with its real neighbour rows inside.
+    8-bit grey levels make every difference (and product) exact in float32; differences are
+    taken unhalved and their products scaled by 1/4 at the end, also exact.
     """
-    w, h = a.size
-
-    def half(hi: tuple[int, int, int, int], lo: tuple[int, int, int, int]) -> Image.Image:
-        return _apply(lambda e: (e["hi"] - e["lo"]) * 0.5, hi=a.crop(hi), lo=a.crop(lo))
-
-    def one_sided(hi: tuple[int, int, int, int], lo: tuple[int, int, int, int]) -> Image.Image:
-        return _apply(lambda e: e["hi"] - e["lo"], hi=a.crop(hi), lo=a.crop(lo))
-
-    gx = Image.new("F", (w, h))
-    gx.paste(half((2, 0, w, h), (0, 0, w - 2, h)), (1, 0))
-    gx.paste(one_sided((1, 0, 2, h), (0, 0, 1, h)), (0, 0))
-    gx.paste(one_sided((w - 1, 0, w, h), (w - 2, 0, w - 1, h)), (w - 1, 0))
-    gy = Image.new("F", (w, h))
-    gy.paste(half((0, 2, w, h), (0, 0, w, h - 2)), (0, 1))
-    gy.paste(one_sided((0, 1, w, 2), (0, 0, w, 1)), (0, 0))
-    gy.paste(one_sided((0, h - 1, w, h), (0, h - 2, w, h - 1)), (0, h - 1))
-    return gx, gy
+    w, h = grey.size
+    means: list[float] = []
+    squares: list[float] = []
+    dxx: list[float] = []
+    dyy: list[float] = []
+    dxy: list[float] = []
+    for y0, y1 in _strips(w // block, h // block, block):
+        top, bottom = max(0, y0 - 1), min(h, y1 + 1)
+        strip = _float(grey.crop((0, top, w, bottom)))
+        k0, k1 = y0 - top, y1 - top  # the strip's own rows, without the neighbour rows
+        m, sq = _mean_and_square(strip.crop((0, k0, w, k1)), block)
+        means += m
+        squares += sq
+        sh = bottom - top
+        padded = Image.new("F", (w + 2, sh + 2))
+        padded.paste(strip, (1, 1))
+        edges = [
+            ((0, 0, 1, sh), (1, 0, 2, sh), (0, 1)),
+            ((w - 1, 0, w, sh), (w - 2, 0, w - 1, sh), (w + 1, 1)),
+        ]
+        if top == 0:
+            edges.append(((0, 0, w, 1), (0, 1, w, 2), (1, 0)))
+        if bottom == h:
+            edges.append(((0, sh - 1, w, sh), (0, sh - 2, w, sh - 1), (1, sh + 1)))
+        for edge, inner, at in edges:
+            outside = _apply(
+                lambda e: e["a"] * 2.0 - e["b"], a=strip.crop(edge), b=strip.crop(inner)
+            )
+            padded.paste(outside, at)
+        # In padded coordinates the strip's own rows are 1 + k0 .. 1 + k1, columns 1 .. w.
+        dx = _apply(
+            lambda e: e["r"] - e["l"],
+            r=padded.crop((2, 1 + k0, w + 2, 1 + k1)),
+            l=padded.crop((0, 1 + k0, w, 1 + k1)),
+        )
+        dy = _apply(
+            lambda e: e["d"] - e["u"],
+            d=padded.crop((1, 2 + k0, w + 1, 2 + k1)),
+            u=padded.crop((1, k0, w + 1, k1)),
+        )
+        dxx += _floats(_apply(lambda e: e["x"] * e["x"], x=dx).reduce(block))
+        dyy += _floats(_apply(lambda e: e["y"] * e["y"], y=dy).reduce(block))
+        dxy += _floats(_apply(lambda e: e["x"] * e["y"], x=dx, y=dy).reduce(block))
+    return _BlockMeasures(
+        means=means,
+        stds=_deviations(means, squares),
+        gxx=[v * 0.25 for v in dxx],
+        gyy=[v * 0.25 for v in dyy],
+        gxy=[v * 0.25 for v in dxy],
+    )
 
 
 def estimate_quality(
@@ -344,11 +416,8 @@ def estimate_quality(
     w = a.width // _BLOCK * _BLOCK
     if a.size != (w, h):
         a = a.crop((0, 0, w, h))
-    _, means, stds = block_mean_std(a, _BLOCK)
-    gx, gy = _gradients(a)
-    gxx = _floats(_apply(lambda e: e["x"] * e["x"], x=gx).reduce(_BLOCK))
-    gyy = _floats(_apply(lambda e: e["y"] * e["y"], y=gy).reduce(_BLOCK))
-    gxy = _floats(_apply(lambda e: e["x"] * e["y"], x=gx, y=gy).reduce(_BLOCK))
+    blocks = _block_measures(a, _BLOCK)
+    means, stds, gxx, gyy, gxy = blocks.means, blocks.stds, blocks.gxx, blocks.gyy, blocks.gxy
     coherence: list[float] = []
     contrast: list[float] = []
     grey: list[float] = []
