@@ -29,38 +29,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from drivers.emulators.fingerprint_conditions import GOOD, PRESETS, Conditions, PlacedFinger
+
+__all__ = ["GOOD", "PRESETS", "Conditions", "PlacedFinger", "synth_finger", "synth_slap"]
+
 PPI = 500
 _BINS = 16  # orientation bins: 11.25 degrees apart, fine enough that ridges look continuous
 _ROUNDS = 3  # filtering rounds: two leave blotches, four add little
 
 Array = npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True)
-class Conditions:
-    """How the finger meets the glass; each knob 0 (none) to 1 (severe)."""
-
-    dry: float = 0.0  # broken, faint ridges
-    wet: float = 0.0  # ridges merge into dark blots
-    smudge: float = 0.0  # the finger slid: ridges smeared along one direction
-    partial: float = 0.0  # fraction of the fingertip off the glass
-    noise: float = 0.03  # sensor noise (standard deviation as a fraction of full scale)
-
-    def __post_init__(self) -> None:
-        for name in ("dry", "wet", "smudge", "partial", "noise"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"condition {name} must be within 0..1, got {value}")
-
-
-GOOD = Conditions()
-PRESETS: dict[str, Conditions] = {
-    "good": GOOD,
-    "dry": Conditions(dry=0.6),
-    "wet": Conditions(wet=0.85),
-    "smudge": Conditions(smudge=1.0),
-    "partial": Conditions(partial=0.8),
-}
 
 
 @dataclass(frozen=True)
@@ -303,14 +280,6 @@ def synth_finger(
     img = 255.0 * (1.0 - mask) + grey * mask
     img += rng.standard_normal((height, width)).astype(np.float32) * (255.0 * c.noise)
     return np.clip(img, 0, 255).astype(np.uint8)
-
-
-@dataclass(frozen=True)
-class PlacedFinger:
-    """Where the synthesiser put one finger in a slap image."""
-
-    position: int
-    bbox: tuple[int, int, int, int]  # left, top, right, bottom
 
 
 def synth_slap(

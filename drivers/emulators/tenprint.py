@@ -29,7 +29,7 @@ from dataclasses import asdict
 from typing import Any
 
 from drivers.emulators import assets
-from drivers.emulators.fingerprint_synth import PRESETS, PlacedFinger, synth_finger, synth_slap
+from drivers.emulators.fingerprint_conditions import PRESETS, PlacedFinger
 from drivers.errors import DeviceFaultError, DeviceMissingError
 from drivers.fingerprint.base import FingerQualityError, Slap
 from drivers.fingerprint.tenprint import BackendInfo, Poll, RawCapture, Segment
@@ -208,6 +208,10 @@ class EmulatedTenPrintBackend:
                     "person_seed": seed, "position": code, "width": size[0], "height": size[1],
                     "conditions": asdict(conditions), "capture_seed": number, "rolled": rolled})[0]
             else:
+                # numpy only where an image is synthesised: a replaying emulator (asset mode)
+                # stands in for hardware in the daemon and must not load it.
+                from drivers.emulators.fingerprint_synth import synth_finger
+
                 pixels = synth_finger(
                     seed,
                     code,
@@ -230,6 +234,8 @@ class EmulatedTenPrintBackend:
             placed = [PlacedFinger(int(p), (int(left), int(top), int(right), int(bottom)))
                       for p, left, top, right, bottom in meta["placed"]]
         else:
+            from drivers.emulators.fingerprint_synth import synth_slap
+
             image, placed = synth_slap(
                 seed,
                 positions,
