@@ -119,12 +119,15 @@ def laplacian_variance(grey: Image.Image | GreyImage) -> float:
     w, h = img.size
     if w < 3 or h < 3:
         return 0.0
+    # Pillow clips a filtered "I" pixel below 0: shift the Laplacian (>= -4 * (max - min) of the
+    # pixels) up by that much and back down when summing. The 1-pixel border Pillow copies
+    # unfiltered is cropped off, as the array slices left it out.
+    if img.mode == "L":
+        shift = 4 * 255
+    else:
+        lo, hi = cast(tuple[int, int], img.getextrema())
+        shift = 4 * (hi - lo)
     img = img.convert("I")
-    lo, hi = cast(tuple[int, int], img.getextrema())
-    # Pillow clips a filtered "I" pixel below 0: shift the Laplacian (>= -4 * (hi - lo)) up by that
-    # much and back down when summing. The 1-pixel border Pillow copies unfiltered is cropped off,
-    # as the array slices left it out.
-    shift = 4 * (hi - lo)
     # ImageFilter is imported on the first score: importing the camera package (as the emulators
     # and the idle daemon do) stays without it.
     from PIL import ImageFilter
