@@ -17,6 +17,7 @@ from PIL import Image
 
 from agent.quality.face import (
     FaceQuality,
+    _count_clipped,
     _far_from,
     _luma,
     _median,
@@ -163,3 +164,27 @@ def test_region_slices_as_numpy_does(
     want = arr[y0:y1, x0:x1]
     assert got.shape == want.shape
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize(("low", "high"), [(3, 252), (5, 250)])
+def test_grey_levels_decide_clipping_except_at_the_limits_for_every_rgb_triple(low: int, high: int) -> None:
+    # _count_clipped trusts Pillow's rounded grey level except at exactly ``low`` and ``high``;
+    # every one of the 2^24 colours must agree with the float32 luminance there.
+    g, b = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8), indexing="ij")
+    for r in range(256):
+        arr = np.stack([np.full_like(g, r), g, b], axis=-1)
+        f = arr.astype(np.float32)
+        clipped = (lambda y: (y <= low) | (y >= high))(f[..., 0] * 0.299 + f[..., 1] * 0.587 + f[..., 2] * 0.114)
+        grey = np.asarray(Image.fromarray(arr).convert("L"))
+        decided = (grey != low) & (grey != high)
+        assert np.array_equal(clipped[decided], ((grey < low) | (grey > high))[decided]), r
+
+
+@settings(max_examples=60)
+@given(st.integers(1, 70), st.integers(1, 40), st.integers(0, 2**31), st.sampled_from([(3, 252), (5, 250)]))
+def test_clipped_count_is_the_float32_count(h: int, w: int, seed: int, limits: tuple[int, int]) -> None:
+    low, high = limits
+    arr = _rgb(seed, h, w)
+    f = arr.astype(np.float32)
+    luma = f[..., 0] * 0.299 + f[..., 1] * 0.587 + f[..., 2] * 0.114
+    assert _count_clipped(Image.fromarray(arr), low, high) == int(((luma <= low) | (luma >= high)).sum())

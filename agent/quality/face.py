@@ -147,12 +147,35 @@ def _luma(rgb: Image.Image) -> Image.Image:
     return _math(lambda e: e["r"] * 0.299 + e["g"] * 0.587 + e["b"] * 0.114, r=r, g=g, b=b)
 
 
-def _count_outside(luma: Image.Image, low: float, high: float) -> int:
-    """How many pixels of a mode-F image are <= ``low`` or >= ``high`` (float32 comparisons)."""
-    if luma.width == 0 or luma.height == 0:
-        return 0
-    hits = _math(lambda e: (e["a"] <= low) + (e["a"] >= high), a=luma)
-    return hits.convert("L").histogram()[1]
+def _count_clipped(rgb: Image.Image, low: int, high: int) -> int:
+    """How many pixels of an RGB image have a float32 luminance (:func:`_luma`) <= ``low`` or
+    >= ``high``.
+
+    Pillow's grey conversion rounds the same weighted sum with 16-bit weights (within 0.002 of
+    0.299, 0.587, 0.114), so a grey level below ``low`` or above ``high`` decides a pixel
+    outright and one strictly between them excludes it; only pixels at grey ``low`` or ``high``
+    need the float32 arithmetic, and only the bands of rows that hold one get it
+    (tests/test_face_no_numpy.py checks this over every RGB triple).
+    """
+    grey = rgb.convert("L")
+    hist = grey.histogram()
+    count = sum(hist[:low]) + sum(hist[high + 1 :])
+    if not (hist[low] or hist[high]):
+        return count
+    edge = grey.point([1 if v in (low, high) else 0 for v in range(256)])
+    box = edge.getbbox()
+    if box is None:
+        raise AssertionError("unreachable: the histogram counted pixels at the edge levels")
+    x0, y0, x1, y1 = box
+    for r0 in range(y0, y1, BAND_ROWS):
+        band = (x0, r0, x1, min(y1, r0 + BAND_ROWS))
+        at_edge = edge.crop(band)
+        if at_edge.getbbox() is None:
+            continue
+        hits = _math(lambda e: ((e["a"] <= low) + (e["a"] >= high)) * e["m"],
+                     a=_luma(rgb.crop(band)), m=at_edge.convert("F"))
+        count += hits.convert("L").histogram()[1]
+    return count
 
 
 def _mean(values: Image.Image) -> float:
@@ -343,19 +366,14 @@ def _scan_bands(
     of clipped pixels (float32 luminance <= 3 or >= 252) of an RGB image.
 
     ``work`` may also be an RGB uint8 array (tests and benchmarks hold numpy; Pillow reads it
-    through the array interface). The luminance is computed a band of rows at a time, so no
-    whole-image float32 image exists.
+    through the array interface). No whole-image float32 image exists (see
+    :func:`_count_clipped`).
     """
     img = work if isinstance(work, Image.Image) else Image.fromarray(work)
     if img.mode != "RGB":
         raise ValueError(f"the scan needs an RGB image, got mode {img.mode}")
     ref = [float(v) for v in bg]
-    mask = _far_from(img, ref, 45)
-    clipped = 0
-    for r0 in range(0, img.height, BAND_ROWS):
-        band = img.crop((0, r0, img.width, min(img.height, r0 + BAND_ROWS)))
-        clipped += _count_outside(_luma(band), 3, 252)
-    return mask, clipped
+    return _far_from(img, ref, 45), _count_clipped(img, 3, 252)
 
 
 def _check(
@@ -484,7 +502,7 @@ def _check(
     fw, fh = face.size
     face_luma = _luma(face) if fw and fh else None
     mean = _mean(face_luma) if face_luma is not None else 0.0
-    clipped_face = (_count_outside(face_luma, 5, 250) / (fw * fh)) if face_luma is not None else 1.0
+    clipped_face = _count_clipped(face, 5, 250) / (fw * fh) if face_luma is not None else 1.0
     clipped_all = clipped_count / (h * w)
     ok = (limits.face_luma_min <= mean <= limits.face_luma_max
           and clipped_face <= limits.max_clipped_share and clipped_all <= 2 * limits.max_clipped_share)
