@@ -9,32 +9,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from agent.config import Config
+from agent.heap import trim_heap
 from agent.workflow.session import Session, WorkflowError
 
 log = logging.getLogger(__name__)
-
-
-_malloc_trim: Callable[[int], int] | None = None
-_malloc_trim_looked_up = False
-
-
-def trim_heap() -> None:
-    """Give memory freed by a finished session back to the OS (glibc ``malloc_trim``; else no-op)."""
-    # A session's decoded frames and quality arrays are freed when it ends, but glibc keeps the
-    # freed pages in its heaps (one per thread that allocated): measured, RSS did not drop at the
-    # seal without this and drops 6-8 MB with it (docs/performance.md, Enrollment). Cost: 0.3-0.4
-    # ms a call on a ~45 MB process (the first also looks up the symbol, ~9 ms).
-    global _malloc_trim, _malloc_trim_looked_up
-    if not _malloc_trim_looked_up:
-        _malloc_trim_looked_up = True
-        try:
-            import ctypes
-
-            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            log.debug("malloc_trim not available (not glibc): heap not trimmed")
-    if _malloc_trim is not None:
-        _malloc_trim(0)
 
 
 class Headroom(Protocol):
