@@ -148,7 +148,7 @@ def _numpy_reference(image: np.ndarray, *, ppi: int = 500, area: float = 0.3) ->
     ["good", "dry", "wet", "smudge", "partial", "rolled", "wide", "odd", "noise", "edges"],
 )
 def test_score_equals_the_numpy_formulation(label: str) -> None:
-    # Several of these images are larger than one processing strip (2^17 pixels), so the
+    # Several of these images are larger than one processing strip (2^16 pixels), so the
     # gradient is checked across strip joins as well as at the image's edges.
     rng = np.random.default_rng(len(label))
     if label in PRESETS:

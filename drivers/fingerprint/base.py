@@ -245,10 +245,11 @@ class QualityReport:
 
 # Single-band modes whose values are grey levels (what the array form of such an image holds).
 _GREY_MODES = frozenset({"L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
-# Per-pixel work runs over horizontal strips of about this many pixels (512 kB as float32), so a
-# check on a whole 1600x1000 platen never holds a full-size float copy of it: issue 7 counts the
-# daemon's peak RSS.
-_STRIP_PIXELS = 1 << 17
+# Per-pixel work runs over horizontal strips of about this many pixels (256 kB as float32; at
+# least one row of blocks), so a check never holds a full-size float copy of a finger or a
+# 1600x1000 platen: issue 7 counts the daemon's peak RSS. Smaller strips save little memory more
+# and cost a Pillow call per strip and operation.
+_STRIP_PIXELS = 1 << 16
 
 
 def grey_image(image: Image.Image | npt.NDArray[np.uint8]) -> Image.Image:
