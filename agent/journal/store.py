@@ -919,6 +919,11 @@ class Journal:
             self._owner = None
             self._sink = None
             self._checkpoint()
+            # The packet's chunk pages filled the page cache (up to cache_size, 2 MiB) and are
+            # not read again by this connection: give that memory back now rather than holding
+            # it until the next packet (measured: 1.5 MB of the daemon's RSS between packets;
+            # the next packet re-reads a few b-tree pages from the OS cache).
+            conn.execute("PRAGMA shrink_memory")
             self._cv.notify_all()
         finally:
             self._cv.release()
