@@ -143,6 +143,10 @@ def main() -> None:
                 verdicts.append((label, f"{key} only in one", None))
                 continue
             d = abs(a[key] - b[key])
+            if key == "focus.measured[0]":  # float32 sums: the error scales with the value
+                rel = d / max(abs(a[key]), 1e-12)
+                if rel > worst.get("focus (relative)", (0.0, "", 0.0))[0] or "focus (relative)" not in worst:
+                    worst["focus (relative)"] = (rel, label, a[key])
             if d > worst.get(key, (0.0, "", 0.0))[0] or key not in worst:
                 worst[key] = (d, label, a[key])
     print(f"images compared: {len(items)} ({len(items) - len(crashes)} without a crash)")

@@ -127,24 +127,29 @@ def _median(pairs: Iterable[tuple[float, int]]) -> float:
     return (found[0] + found[1]) / 2
 
 
-def _run(pred: Callable[[int], bool], lo: int, hi: int, a: float, b: float) -> tuple[int, int]:
+def _run(
+    pred: Callable[[int], bool], lo: int, hi: int, a: float, b: float, slack: float = 1.0
+) -> tuple[int, int]:
     """The run ``[p, q)`` of integers in ``[lo, hi)`` where ``pred`` holds.
 
-    ``(a, b)`` is where ``pred`` holds by the shape's equation; only the run's ends are
-    checked with ``pred`` itself, which is the exact per-pixel test (rounding can move an end
-    by a pixel). ``pred`` must hold on one run of integers near ``(a, b)`` or nowhere.
+    ``(a, b)`` is where ``pred`` holds by the shape's equation, each end known to within
+    ``slack``; an end within ``slack`` of an integer is settled with ``pred`` itself, the
+    exact per-pixel test (rounding can move it by a pixel). ``pred`` must hold on one run
+    of integers near ``(a, b)`` or nowhere.
     """
     p = max(lo, min(hi, math.floor(a) + 1)) if a > -math.inf else lo
     q = max(lo, min(hi, math.ceil(b))) if b < math.inf else hi
     q = max(p, q)
-    while p > lo and pred(p - 1):
-        p -= 1
-    while p < q and not pred(p):
-        p += 1
-    while q < hi and pred(q):
-        q += 1
-    while q > p and not pred(q - 1):
-        q -= 1
+    if a > -math.inf and abs(a - round(a)) <= slack:
+        while p > lo and pred(p - 1):
+            p -= 1
+        while p < q and not pred(p):
+            p += 1
+    if b < math.inf and abs(b - round(b)) <= slack:
+        while q < hi and pred(q):
+            q += 1
+        while q > p and not pred(q - 1):
+            q -= 1
     return p, q
 
 
@@ -154,17 +159,17 @@ def _ring_runs(
     """Runs of a row (indices ``[lo, hi)``, centre in index units) through an annulus.
 
     ``inner``/``outer`` are the half-widths (in index units) where the row meets the two
-    circles; a negative ``inner`` means the row misses the hole (one run), a negative
-    ``outer`` that it misses the ring.
+    circles; a negative ``inner`` means the row misses the hole (one run). Computed widths
+    are good to 1e-6 pixel unless the row is nearly tangent to a circle, where the square
+    root magnifies rounding: then both ends are checked with ``pred``.
     """
-    if outer < 0:
-        return []
+    slack = 1e-6 if outer > 0.01 and (inner < 0 or inner > 0.01) else 1.0
     if inner < 0:
-        return [_run(pred, lo, hi, centre - outer, centre + outer)]
+        return [_run(pred, lo, hi, centre - outer, centre + outer, slack)]
     split = max(lo, min(hi, math.floor(centre) + 1))
     return [
-        _run(pred, lo, split, centre - outer, centre - inner),
-        _run(pred, split, hi, centre + inner, centre + outer),
+        _run(pred, lo, split, centre - outer, centre - inner, slack),
+        _run(pred, split, hi, centre + inner, centre + outer, slack),
     ]
 
 
@@ -220,7 +225,7 @@ def _find_pupil(img: Image.Image) -> tuple[float, float, float] | None:
         def near_centre(x: int, dy: float = dy) -> bool:
             return math.hypot(x - cx, dy) <= r0
 
-        p, q = _run(near_centre, 0, w, cx - half - 1e-9, cx + half + 1e-9)
+        p, q = _run(near_centre, 0, w, cx - half, cx + half, 1e-6 if half > 0.01 else 1.0)
         runs.append((y, p, q))
     near = ImageChops.darker(dark, _mask(w, h, runs))
     col, row = _counts(near)
@@ -305,22 +310,34 @@ def _annulus_runs(
     with ``inner < hypot(pos(x) - cx, pos(y) - cy) < outer`` (and within +-30 degrees of
     horizontal when asked), ``pos`` mapping an index to its full-size coordinate."""
     scale = pos(1) - pos(0)
+    centre = (cx - pos(0)) / scale
     runs: list[tuple[int, int, int]] = []
     for n, y in enumerate(ys):
         dy = pos(y) - cy
-        low = max(inner, 2 * abs(dy) - 1e-6) if horizontal else inner
-
-        def pred(x: int, dy: float = dy) -> bool:
-            rr = math.hypot(pos(x) - cx, dy)
-            return inner < rr < outer and (not horizontal or abs(dy) < 0.5 * (rr + 1e-6))
-
-        if outer <= abs(dy):
-            continue  # hypot(dx, dy) >= |dy|: the row misses the ring
-        half_in = math.sqrt(low * low - dy * dy) / scale if low >= abs(dy) else -1.0
+        ady = abs(dy)
+        low = max(inner, 2 * ady - 1e-6) if horizontal else inner
+        if outer <= ady or outer <= low:
+            continue  # hypot(dx, dy) >= |dy|: the row misses the ring (or the sectors)
         half_out = math.sqrt(outer * outer - dy * dy) / scale
-        centre = (cx - pos(0)) / scale
-        for p, q in _ring_runs(pred, x0, x1, centre, half_in, half_out):
-            runs.append((n, p - x0, q - x0))
+        half_in = math.sqrt(low * low - dy * dy) / scale if low >= ady else -1.0
+        # Floors of the four ends (a ring row) or two (a row past the hole); each end is a
+        # run's open bound, so off a pixel by more than 1e-6 the runs are floor + 1 to floor + 1.
+        ends = ((centre - half_out, centre + half_out) if half_in < 0 else
+                (centre - half_out, centre - half_in, centre + half_in, centre + half_out))
+        floors = [math.floor(e) for e in ends]
+        fracs = [e - f for e, f in zip(ends, floors, strict=True)]
+        if min(half_out, 1.0 if half_in < 0 else half_in) > 0.01 and 1e-6 < min(fracs) and max(fracs) < 1 - 1e-6:
+            found = [(floors[k] + 1, floors[k + 1] + 1) for k in range(0, len(floors), 2)]
+        else:
+            def pred(x: int, dy: float = dy) -> bool:
+                rr = math.hypot(pos(x) - cx, dy)
+                return inner < rr < outer and (not horizontal or abs(dy) < 0.5 * (rr + 1e-6))
+
+            found = _ring_runs(pred, x0, x1, centre, half_in, half_out)
+        for p, q in found:
+            p, q = max(p, x0), min(q, x1)
+            if q > p:
+                runs.append((n, p - x0, q - x0))
     return runs
 
 
