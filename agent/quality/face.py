@@ -22,20 +22,21 @@ shadows on the face, colour cast. These are listed in every result's ``not_check
 No numpy (issue 7: importing it costs the daemon about 15 MB of RSS). Pixel work runs in
 Pillow: colour distances and clipping as lookup tables (``point``) and float32 ``ImageMath``
 (the same float32 arithmetic, in the same order, as the numpy version it replaced), counts
-from histograms, means as a BOX resize to one pixel (double sums). Python sees only
-histograms and row or column profiles (a few hundred values). The subject mask, the clipped
-shares, the background median and the subject geometry are exactly the numpy version's; the
-means and variances (face luminance, background spread, Laplacian variance) are summed in
-double instead of numpy's float32, a relative difference of about 1e-6
-(bench/bench_face_memory.py --compare reports the largest over the emulator's scenes).
+from histograms, means as a BOX resize to one pixel (double sums). Python sees only lookup
+tables, histograms and row or column profiles (at most a few thousand values). The subject
+mask, the clipped shares, the background median and the subject geometry are exactly the numpy
+version's (a533ba2); the means and variances (face luminance, background spread, Laplacian
+variance) are summed in double instead of numpy's float32, which moved them by at most 2e-7
+of their value over the emulator's scenes, no verdict and no score
+(bench/bench_face_memory.py --compare).
 
 Memory (the face capture was the daemon's largest step). From JPEG bytes, libjpeg decodes at
 the smallest DCT scale that is still at least WORK_HEIGHT high (a 1080p frame at 960x540; the
 full-size frame never exists), and that decode is dropped once reduced. The reduction to
 WORK_HEIGHT runs band by band where Pillow's BOX resize gives the same pixels that way (see
 ``_exact_band_step``), whole otherwise. Float32 images exist only for the small regions a value
-is read from (border strips, face box) and for one band of rows at a time where the whole image
-is scanned (clipped share).
+is read from (border strips, face box) and, for the whole image's clipped share, for the bands
+of rows that hold a pixel at a limit grey level (see ``_count_clipped``).
 """
 
 from __future__ import annotations
@@ -151,11 +152,11 @@ def _count_clipped(rgb: Image.Image, low: int, high: int) -> int:
     """How many pixels of an RGB image have a float32 luminance (:func:`_luma`) <= ``low`` or
     >= ``high``.
 
-    Pillow's grey conversion rounds the same weighted sum with 16-bit weights (within 0.002 of
-    0.299, 0.587, 0.114), so a grey level below ``low`` or above ``high`` decides a pixel
-    outright and one strictly between them excludes it; only pixels at grey ``low`` or ``high``
-    need the float32 arithmetic, and only the bands of rows that hold one get it
-    (tests/test_face_no_numpy.py checks this over every RGB triple).
+    Pillow's grey conversion rounds the same weighted sum with 16-bit weights (each within 6e-6
+    of 0.299, 0.587, 0.114, so the sums differ by under 0.002): a grey level below ``low`` or
+    above ``high`` decides a pixel outright and one strictly between them excludes it. Only
+    pixels at grey ``low`` or ``high`` need the float32 arithmetic, and only the bands of rows
+    that hold one get it (tests/test_face_no_numpy.py checks this over every RGB triple).
     """
     grey = rgb.convert("L")
     hist = grey.histogram()
@@ -181,7 +182,8 @@ def _count_clipped(rgb: Image.Image, low: int, high: int) -> int:
 def _mean(values: Image.Image) -> float:
     """Mean of a non-empty mode-F image (a BOX resize to one pixel: sums in double)."""
     mean = values.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
-    assert isinstance(mean, float)
+    if not isinstance(mean, float):
+        raise TypeError(f"need a mode-F image, got mode {values.mode}")
     return mean
 
 
