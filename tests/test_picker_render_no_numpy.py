@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from drivers.camera import v4l2
@@ -73,6 +75,24 @@ def test_laplacian_variance_is_exact_on_random_images(size: tuple[int, int]) -> 
               np.full(size[::-1], 77, dtype=np.uint8)):
         got = laplacian_variance(Image.fromarray(a))
         assert got == pytest.approx(ref_laplacian_variance(a), rel=1e-12, abs=1e-9)
+
+
+@st.composite
+def grey_arrays(draw: st.DrawFn) -> np.ndarray:
+    """Small 8-bit images: any size from 0x0, pixels either anywhere or in a narrow band."""
+    w, h = draw(st.integers(0, 12)), draw(st.integers(0, 12))
+    lo = draw(st.integers(0, 255))
+    hi = draw(st.integers(lo, 255))
+    pixels = draw(st.lists(st.integers(lo, hi), min_size=w * h, max_size=w * h))
+    return np.array(pixels, dtype=np.uint8).reshape(h, w)
+
+
+@given(grey_arrays())
+def test_laplacian_variance_and_ink_equal_the_array_arithmetic(a: np.ndarray) -> None:
+    img = Image.fromarray(a, "L") if a.size else Image.new("L", a.shape[::-1])
+    assert laplacian_variance(img) == pytest.approx(ref_laplacian_variance(a), rel=1e-12, abs=1e-9)
+    share, extent = _ref_ink(img)
+    assert ink_share(img) == share and ink_extent(img) == extent
 
 
 def test_laplacian_variance_of_tiny_images_is_zero() -> None:
