@@ -359,6 +359,20 @@ def _or_columns(columns: list[bytes]) -> bytes:
     return acc.to_bytes(len(columns[0]), "big")
 
 
+def _pack_bits(flat: bytes) -> bytes:
+    """Pack 0/1 bytes eight to a byte, MSB first, as three shifts of one big integer."""
+    # Read as one big-endian integer, pixel i is bit 0 of byte slot i (slots counted from the
+    # end). OR-ing in the value shifted right by 7 puts the next pixel's bit into bit 1 of each
+    # slot, by 14 the next pair into bits 2-3, by 28 the next four into bits 4-7: the last slot
+    # of each group of eight then holds the group's byte, first pixel highest. The bits that
+    # land in the other slots are dropped by taking every eighth byte.
+    x = int.from_bytes(flat, "big")
+    x |= x >> 7
+    x |= x >> 14
+    x |= x >> 28
+    return x.to_bytes(len(flat), "big")[_GROUP - 1 :: _GROUP]
+
+
 def pack_pixels(values: Buffer, levels: int) -> bytes:
     """Pack one panel of ink values (``PANEL_PIXELS`` bytes, 0..levels-1) MSB first."""
     bits = LEVEL_BITS.get(levels)
@@ -370,6 +384,8 @@ def pack_pixels(values: Buffer, levels: int) -> bytes:
     too_big = flat.translate(None, bytes(range(levels)))
     if too_big:
         raise EncodeError(f"pixel value {max(too_big)} out of range for {levels} levels")
+    if bits == 1:
+        return _pack_bits(flat)
     # Column k of the panel (every 8th pixel from k) feeds fixed bits of fixed bytes of each
     # group, so the panel packs as a few whole-column operations instead of a loop per pixel.
     columns = [flat[k::_GROUP] for k in range(_GROUP)]

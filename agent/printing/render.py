@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from firmware_protocols import evolis as ev
 from firmware_protocols.errors import EncodeError
@@ -358,12 +358,12 @@ def _as_array(panel: bytes) -> npt.NDArray[np.uint8]:
 
 @lru_cache(maxsize=4)
 def _ink_lut(levels: int) -> list[int]:
-    """ink = round((255 - v) * (levels - 1) / 255) for v in 0..255, once for each of R, G, B."""
+    """ink = round((255 - v) * (levels - 1) / 255) for v in 0..255, as Image.point takes it."""
     top = levels - 1
-    return [((255 - v) * top + 127) // 255 for v in range(256)] * 3
+    return [((255 - v) * top + 127) // 255 for v in range(256)]
 
 
-# 0 -> 0, anything else -> 1: a layer's bytes (mode "1" tobytes as "L" gives 0/255) as K values.
+# 0 -> 0, anything else -> 1: the text layer's "L" bytes (0 or 255) as K panel values.
 _NONZERO_TO_ONE = bytes([0]) + bytes([1]) * 255
 
 
@@ -382,17 +382,19 @@ def to_panels(card: RenderedCard, *, levels: int = COLOUR_LEVELS) -> CardPanels:
         if high > 1:
             raise EncodeError(f"the text layer holds value {high}; the K panel takes 0 or 1")
         text = values.point(lambda v: 255 if v else 0).convert("1")
-    # White maps to ink 0 through the table, so painting white under the text before the
-    # look-up is the knock-out (no colour under resin black: sharper text, less ribbon).
+    # White maps to ink 0 through the table, so whitening the colour under the text before
+    # the look-up is the knock-out (no colour under resin black: sharper text, less ribbon);
+    # the text as "L" is 255 there, so the lighter of band and text is that whitening.
     # Pillow's ROTATE_90 is the codec's landscape_to_panel (np.rot90(a, 1)): line 0 is the
     # card's right-hand edge, so a rotated band's bytes are the panel in printer order.
-    colour = colour.convert("RGB")  # a copy even when already RGB: the caller's layer stays
-    colour.paste((255, 255, 255), mask=text)
-    ink = colour.point(_ink_lut(levels)).transpose(Image.Transpose.ROTATE_90)
-    del colour
-    c, m, y = (band.tobytes() for band in ink.split())
-    del ink
-    k = text.transpose(Image.Transpose.ROTATE_90).tobytes("raw", "L").translate(_NONZERO_TO_ONE)
+    # One band at a time, never the whole RGB image (Pillow keeps it as 4 bytes a pixel): the
+    # panels' peak is about half, and the caller's layers are only read.
+    ink_text = text.convert("L")
+    table = _ink_lut(levels)
+    turn = Image.Transpose.ROTATE_90
+    bands = (colour if colour.mode == "RGB" else colour.convert("RGB")).split()
+    c, m, y = (ImageChops.lighter(b, ink_text).point(table).transpose(turn).tobytes() for b in bands)
+    k = ink_text.transpose(turn).tobytes().translate(_NONZERO_TO_ONE)
     return CardPanels(y_bytes=y, m_bytes=m, c_bytes=c, k_bytes=k,
                       o_bytes=b"\x01" * ev.PANEL_PIXELS, levels=levels)
 
