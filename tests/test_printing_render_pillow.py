@@ -29,19 +29,23 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_print_path_runs_without_numpy() -> None:
-    # A fresh interpreter: render, panels, the whole job stream and the emulator's printed card.
+    # A fresh interpreter: render, panels, the job sent by the real driver over the emulated
+    # USB printer, and the emulator's printed card.
     code = textwrap.dedent("""
         import sys
         from agent.printing.render import render_card, to_panels
         from agent.printing.samples import sample_card
-        from drivers.emulators.evolis import EvolisModel
+        from drivers.emulators.evolis import EVOLIS_VID, emulated_usb_printer
+        from drivers.printer.evolis import EvolisPrinter
+        from drivers.printer.usb import UsbTransport
         from firmware_protocols import evolis as ev
+        backend, emu = emulated_usb_printer()
+        printer = EvolisPrinter(UsbTransport(vid=EVOLIS_VID, backend=backend), timeout_s=5.0)
+        printer.open()
         for levels in (32, 64, 128):
-            wire = b"".join(ev.job_frames(to_panels(render_card(sample_card()), levels=levels).panel_data()))
-            model = EvolisModel()
-            for event in ev.CommandDecoder().feed(wire):
-                model.handle(event)
-            assert model.printed[0].startswith(b"\\x89PNG"), model.steps
+            printer.print_job(ev.job_frames(to_panels(render_card(sample_card()), levels=levels).panel_data()))
+        assert len(emu.model.printed) == 3 and emu.model.printed[-1].startswith(b"\\x89PNG")
+        printer.close()
         print("numpy" in sys.modules)
     """)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
