@@ -311,6 +311,7 @@ def _annulus_runs(
     horizontal when asked), ``pos`` mapping an index to its full-size coordinate."""
     scale = pos(1) - pos(0)
     centre = (cx - pos(0)) / scale
+    near, far = 1e-6, 1 - 1e-6  # an end this close to a pixel is settled by the exact test
     runs: list[tuple[int, int, int]] = []
     for n, y in enumerate(ys):
         dy = pos(y) - cy
@@ -320,15 +321,20 @@ def _annulus_runs(
             continue  # hypot(dx, dy) >= |dy|: the row misses the ring (or the sectors)
         half_out = math.sqrt(outer * outer - dy * dy) / scale
         half_in = math.sqrt(low * low - dy * dy) / scale if low >= ady else -1.0
-        # Floors of the four ends (a ring row) or two (a row past the hole); each end is a
-        # run's open bound, so off a pixel by more than 1e-6 the runs are floor + 1 to floor + 1.
-        ends = ((centre - half_out, centre + half_out) if half_in < 0 else
-                (centre - half_out, centre - half_in, centre + half_in, centre + half_out))
-        floors = [math.floor(e) for e in ends]
-        fracs = [e - f for e, f in zip(ends, floors, strict=True)]
-        if min(half_out, 1.0 if half_in < 0 else half_in) > 0.01 and 1e-6 < min(fracs) and max(fracs) < 1 - 1e-6:
-            found = [(floors[k] + 1, floors[k + 1] + 1) for k in range(0, len(floors), 2)]
-        else:
+        # Each end is a run's open bound: more than 1e-6 off a pixel (and not at a tangent,
+        # where the square root magnifies rounding) the run is floor + 1 to floor + 1.
+        e0, e3 = centre - half_out, centre + half_out
+        f0, f3 = math.floor(e0), math.floor(e3)
+        found: list[tuple[int, int]] | None = None
+        if half_out > 0.01 and near < e0 - f0 < far and near < e3 - f3 < far:
+            if half_in < 0:
+                found = [(f0 + 1, f3 + 1)]
+            elif half_in > 0.01:
+                e1, e2 = centre - half_in, centre + half_in
+                f1, f2 = math.floor(e1), math.floor(e2)
+                if near < e1 - f1 < far and near < e2 - f2 < far:
+                    found = [(f0 + 1, f1 + 1), (f2 + 1, f3 + 1)]
+        if found is None:
             def pred(x: int, dy: float = dy) -> bool:
                 rr = math.hypot(pos(x) - cx, dy)
                 return inner < rr < outer and (not horizontal or abs(dy) < 0.5 * (rr + 1e-6))
