@@ -111,6 +111,8 @@ def test_laplacian_variance_accepts_grey_image_and_other_modes() -> None:
     wide = rng.integers(0, 65536, (30, 20)).astype(np.int32)  # 16-bit: a Laplacian of +-262140
     got = laplacian_variance(Image.fromarray(wide).convert("I"))
     assert got == pytest.approx(ref_laplacian_variance(wide), rel=1e-12)
+    with pytest.raises(ValueError, match=r"pixel values -1\.\.65535 outside 0\.\.65535"):
+        laplacian_variance(Image.fromarray(np.array([[-1] * 3, [0] * 3, [65535] * 3], dtype=np.int32)))
 
 
 @pytest.mark.parametrize("size", [(640, 480), (1280, 720), (1920, 1080)])

@@ -111,7 +111,7 @@ def yuyv_to_image(data: bytes, width: int, height: int) -> Image.Image:
 
 
 def laplacian_variance(grey: Image.Image | GreyImage) -> float:
-    """Variance of the 4-neighbour Laplacian of a one-band image (higher = sharper)."""
+    """Variance of the 4-neighbour Laplacian of a grey image, 8- or 16-bit (higher = sharper)."""
     img = grey.image if isinstance(grey, GreyImage) else grey
     if img.mode != "L":
         # The score is defined on grey levels; "I" keeps 16/32-bit values, anything else is greyed.
@@ -126,6 +126,9 @@ def laplacian_variance(grey: Image.Image | GreyImage) -> float:
         shift = 4 * 255
     else:
         lo, hi = cast(tuple[int, int], img.getextrema())
+        if lo < 0 or hi > 0xFFFF:
+            # Beyond 16 bits the shifted Laplacian leaves int32 and the histogram walk gets long.
+            raise ValueError(f"laplacian_variance: pixel values {lo}..{hi} outside 0..65535")
         shift = 4 * (hi - lo)
     img = img.convert("I")
     # ImageFilter is imported on the first score: importing the camera package (as the emulators
