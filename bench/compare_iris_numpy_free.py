@@ -5,7 +5,7 @@ centre and partly outside the frame, closed, absent, both eyes, several seeds) a
 inputs (noise, blobs, uniform, tiny), and reports verdicts that differ and the largest
 difference of each numeric value. Needs numpy (the emulator draws with it) and git.
 
-    /work/venv/bin/python bench/compare_iris_numpy_free.py [--quick]
+    /work/venv/bin/python bench/compare_iris_numpy_free.py [--quick] [--random N]
 """
 
 from __future__ import annotations
@@ -47,6 +47,19 @@ def load(name: str, source: str, precise: bool) -> types.ModuleType:
     sys.modules[name] = mod  # dataclasses look their module up
     exec(compile(source, f"<{name}>", "exec"), mod.__dict__)
     return mod
+
+
+def random_scenes(count: int) -> list[tuple[str, Image.Image]]:
+    """Emulator scenes with every knob drawn at random (seeded, so a run can be repeated)."""
+    rng = np.random.default_rng(2026)
+    out = []
+    for _ in range(count):
+        scene = IrisScene(blur=float(rng.choice([0, rng.uniform(0, 4)])), pupil_ratio=float(rng.uniform(0.1, 0.85)),
+                          iris_radius=float(rng.uniform(40, 220)), occlusion=float(rng.uniform(0, 0.8)),
+                          offset_x=float(rng.uniform(-320, 320)), offset_y=float(rng.uniform(-240, 240)),
+                          seed=int(rng.integers(0, 1000)))
+        out.append((f"random {scene}", render_iris(scene)))
+    return out
 
 
 def scenes(quick: bool) -> list[tuple[str, Image.Image]]:
@@ -113,6 +126,7 @@ def main() -> None:
     """Run both versions over the scenes and print the differences."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one seed, fewer odd inputs")
+    ap.add_argument("--random", type=int, default=0, metavar="N", help="also N scenes with random knobs")
     args = ap.parse_args()
     old_src = subprocess.run(["git", "show", f"{OLD_COMMIT}:{PATH}"], cwd=ROOT, check=True,
                              capture_output=True, text=True).stdout
@@ -120,7 +134,7 @@ def main() -> None:
     versions = {name: (load(f"iris_{name}", src, False), load(f"iris_{name}_precise", src, True))
                 for name, src in (("old", old_src), ("new", new_src))}
     assert "import numpy" not in new_src
-    items = scenes(args.quick)
+    items = scenes(args.quick) + random_scenes(args.random)
     verdicts, strings, worst, crashes = [], 0, {}, []
     for label, img in items:
         res: dict[str, Any] = {}
