@@ -13,13 +13,19 @@ Rows (Markdown):
   panels"). Measured twice: over a counting transport that answers OK (driver + codec only),
   and end to end into the emulated printer over the real pyusb path, where the emulator's own
   memory (it keeps the five panels, as the real printer does) is inside the figure.
+* one card in a fresh process: peak RSS (VmHWM) of an interpreter that imports the print path,
+  renders the sample card, converts it and sends the job to the counting transport, against a
+  fresh interpreter drawing the plain baseline once; and whether numpy got loaded (the station
+  daemon must not load it: issue 7).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -27,7 +33,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 from agent.printing.render import font, render_card, to_panels
@@ -67,7 +72,48 @@ class CountingTransport:
         pass
 
 
+FRESH = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, sys.argv[1] + "/bench")
+from agent.printing.samples import sample_card
+card = sample_card()
+if sys.argv[2] == "card":
+    from agent.printing.render import render_card, to_panels
+    from bench_printing import CountingTransport
+    from drivers.printer.evolis import EvolisPrinter
+    from firmware_protocols import evolis as ev
+    printer = EvolisPrinter(CountingTransport(), timeout_s=5)
+    printer.open()
+    printer.print_job(ev.job_frames(to_panels(render_card(card)).panel_data()))
+else:
+    from PIL import Image, ImageDraw
+    from agent.printing.render import font
+    strings = ([str(v) for v in vars(card).values() if isinstance(v, str)] * 2)[:31]
+    img = Image.new("RGB", (1016, 648), (220, 235, 250))
+    d = ImageDraw.Draw(img)
+    for i, s in enumerate(strings):
+        d.text((36 + (i % 2) * 300, 20 + (i // 2) * 36), s, font=font(24), fill=(0, 0, 0))
+    img.tobytes()
+peak = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
+print(json.dumps({"peak_kib": peak, "numpy": "numpy" in sys.modules}))
+"""
+
+
+def fresh_peak(kind: str) -> dict[str, int]:
+    """Peak RSS (KiB) and numpy's presence in a fresh interpreter doing ``kind``."""
+    root = str(Path(__file__).resolve().parent.parent)
+    out = subprocess.run([sys.executable, "-c", FRESH, root, kind], check=True, capture_output=True,
+                         text=True, cwd=root)
+    result: dict[str, int] = json.loads(out.stdout)
+    return result
+
+
 def plain_pillow(strings: list[str]) -> None:
+    # Imported here so that the fresh card process, which imports CountingTransport from this
+    # file, loads numpy only if the print path does.
+    import numpy as np
+
     img = Image.new("RGB", (1016, 648), (220, 235, 250))
     d = ImageDraw.Draw(img)
     f = font(24)
@@ -106,7 +152,7 @@ def main() -> None:
           f"| {max(ours) / max(base):.2f}x | <= 150 ms |")
 
     panels = to_panels(render_card(card))
-    one_card = sum(a.nbytes for a in (panels.y, panels.m, panels.c, panels.k, panels.o))
+    one_card = sum(len(p.values) for p in panels.panel_data())  # a byte a pixel
     counting = EvolisPrinter(CountingTransport(), timeout_s=5)
     counting.open()
     tracemalloc.start()
@@ -128,6 +174,15 @@ def main() -> None:
           f"{one_card / 2**20:.2f} MiB (one card's 5 panels) | {peak / one_card:.2f}x |"
           " - (includes the emulator's panels and PNG) |")
     print(f"| send one job (emulated USB), time | {send_s * 1000:.0f} ms | - | - | - |")
+    card_runs = [fresh_peak(k) for k in ("card", "plain", "card", "plain", "card", "plain")]
+    ours_kib = statistics.median(r["peak_kib"] for r in card_runs[0::2])
+    base_kib = statistics.median(r["peak_kib"] for r in card_runs[1::2])
+    numpy_loaded = any(r["numpy"] for r in card_runs[0::2])
+    # "not met" in the value makes bench/run.py count the row as a miss.
+    numpy_note = "numpy loaded: not met" if numpy_loaded else "numpy not loaded"
+    print(f"| one card in a fresh process (import, render, panels, send), peak RSS, median of 3 "
+          f"| {ours_kib / 1024:.1f} MiB ({numpy_note}) | {base_kib / 1024:.1f} MiB (plain Pillow text, "
+          f"fresh process) | {ours_kib / base_kib:.2f}x | numpy not loaded (issue 7) |")
     print(f"\nload average while measuring: {os.getloadavg()[0]:.2f} (2 cores)")
     drv.close()
 
