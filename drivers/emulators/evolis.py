@@ -229,7 +229,7 @@ def _light_lut(levels: int) -> list[int]:
 
 def _landscape(values: bytes | bytearray) -> Image.Image:
     """A panel (printer order) as a landscape "L" image (the inverse of the codec's turn)."""
-    panel = Image.frombytes("L", (ev.LINE_DOTS, ev.PANEL_LINES), bytes(values))
+    panel = Image.frombytes("L", (ev.LINE_DOTS, ev.PANEL_LINES), values)
     return panel.transpose(Image.Transpose.ROTATE_270)
 
 
