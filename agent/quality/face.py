@@ -379,15 +379,11 @@ def _scan_bands(
     if img.mode != "RGB":
         raise ValueError(f"the scan needs an RGB image, got mode {img.mode}")
     ref = [float(v) for v in bg]
-    # Band by band: whole, the lookup's RGB copy and its three channels (1.6 MB at 640x360)
-    # would be the check's largest buffers. Three BAND_ROWS a band: the calls a band costs
-    # (about 0.1 ms) made 20-line bands twice the CPU of one whole pass, 60 lines about as much.
-    mask = Image.new("L", img.size)
-    rows = 3 * BAND_ROWS
-    for r0 in range(0, img.height, rows):
-        band = img.crop((0, r0, img.width, min(img.height, r0 + rows)))
-        mask.paste(_far_from(band, ref, 45), (0, r0))
-    return mask, _count_clipped(img, 3, 252)
+    # Whole: the lookup's RGB copy and its channels (1.6 MB at 640x360) exist after the JPEG
+    # decode is gone, below the call's peak. In bands of 60 lines they took 0.35 MB less, but the
+    # bands' buffers left 1.6 MB of freed heap unreturned (bench_face_memory.py "held"), and
+    # the calls a band costs doubled this step's CPU at 20 lines.
+    return _far_from(img, ref, 45), _count_clipped(img, 3, 252)
 
 
 def _check(
