@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from agent.quality.iris import IrisQuality, _annulus_runs, _mask, _median, check_iris
+from agent.quality.iris import _RAYS, IrisQuality, _annulus_runs, _mask, _median, _ray, check_iris
 from drivers.emulators.iris import IrisScene, render_iris
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,3 +141,30 @@ def test_exact_boundaries_follow_the_strict_and_closed_tests() -> None:
     rr = np.hypot(xx - 10.0, yy - 10.0)
     assert (got == ((rr > 3) & (rr < 5))).all()
     assert not got[10, 15] and not got[10, 13] and got[10, 14]
+
+
+INDEX = Image.frombytes("I", (640, 480), np.arange(640 * 480, dtype=np.int32).tobytes())
+
+
+def test_rays_are_the_numpy_versions_angles() -> None:
+    angles = np.deg2rad(np.concatenate([np.arange(-30, 31, 3), np.arange(150, 211, 3)]))
+    assert _RAYS == tuple(zip(np.cos(angles).tolist(), np.sin(angles).tolist(), strict=True))
+
+
+@given(
+    st.floats(0, 639) | st.integers(0, 1278).map(lambda v: v / 2),
+    st.floats(0, 479) | st.integers(0, 958).map(lambda v: v / 2),
+    st.floats(4, 60), st.integers(0, len(_RAYS) - 1),
+)
+def test_ray_samples_are_the_truncated_points(cx: float, cy: float, rp: float, k: int) -> None:
+    # Each sample is the pixel numpy's int() picked for the same point (an image of pixel
+    # indices shows which one Pillow took); half-pixel centres put points on pixel edges.
+    c, s = _RAYS[k]
+    radii = np.arange(rp * 1.2, min(288.0, rp * 8), 1.0)
+    xs, ys = cx + radii * c, cy + radii * s
+    inside = np.flatnonzero((xs >= 0) & (xs <= 639) & (ys >= 0) & (ys <= 479))
+    if inside.size == 0:
+        return
+    p, q = int(inside[0]), int(inside[-1]) + 1
+    got = np.frombuffer(_ray(INDEX, float(xs[p]), float(ys[p]), c, s, q - p).tobytes(), dtype=np.int32)
+    assert got.tolist() == (ys[p:q].astype(int) * 640 + xs[p:q].astype(int)).tolist()

@@ -239,6 +239,20 @@ def _find_pupil(img: Image.Image) -> tuple[float, float, float] | None:
     return cx * 4 + 1.5, cy * 4 + 1.5, r * 4
 
 
+def _ray(img: Image.Image, x: float, y: float, c: float, s: float, n: int) -> Image.Image:
+    """The ``n`` pixels holding (x + j*c, y + j*s), j = 0..n-1, as a 1-row image (truncated
+    coordinates, as numpy's ``int()``); every point must lie inside the image."""
+    # Pillow's NEAREST affine transform takes the pixel holding (c*(j + .5) + e, s*(j + .5) + f)
+    # for output pixel j. With small coefficients it steps in 16.16 fixed point, which put 4e-4
+    # of the samples of random rays one pixel off numpy's; a second output row sent 65536 px
+    # away forces its double-precision stepping, which matched numpy on 16 million samples.
+    far = 65536.0
+    two = img.transform((n, 2), Image.Transform.AFFINE,
+                        (c, far, x - 0.5 * c - 0.5 * far, s, far, y - 0.5 * s - 0.5 * far),
+                        Image.Resampling.NEAREST)
+    return two.crop((0, 0, n, 1))
+
+
 def _iris_radius(img: Image.Image, cx: float, cy: float, rp: float) -> tuple[float, float] | None:
     w, h = img.size
     r_max = min(max(h, w) * 0.45, rp * 8)
@@ -264,13 +278,7 @@ def _iris_radius(img: Image.Image, cx: float, cy: float, rp: float) -> tuple[flo
         p, q = _run(inside, 0, size, a, b)
         if q <= p:
             continue
-        # Nearest-pixel samples along the ray: Pillow takes the pixel holding
-        # (c * (j + 0.5) + e, s * (j + 0.5) + f) for output pixel j, as the numpy version's int().
-        r0 = radii[p]
-        ray = img.transform((q - p, 1), Image.Transform.AFFINE,
-                            (c, 0, cx + r0 * c - 0.5 * c, s, 0, cy + r0 * s - 0.5 * s),
-                            Image.Resampling.NEAREST)
-        stack.paste(ray, (p, k))
+        stack.paste(_ray(img, cx + radii[p] * c, cy + radii[p] * s, c, s, q - p), (p, k))
         counts[p] += 1
         counts[q] -= 1
     data = stack.transpose(Image.Transpose.TRANSPOSE).tobytes()
