@@ -361,11 +361,11 @@ def _or_columns(columns: list[bytes]) -> bytes:
 
 def _pack_bits(flat: bytes) -> bytes:
     """Pack 0/1 bytes eight to a byte, MSB first, as three shifts of one big integer."""
-    # Read as one big-endian integer, pixel i is bit 0 of byte slot i (slots counted from the
-    # end). OR-ing in the value shifted right by 7 puts the next pixel's bit into bit 1 of each
-    # slot, by 14 the next pair into bits 2-3, by 28 the next four into bits 4-7: the last slot
-    # of each group of eight then holds the group's byte, first pixel highest. The bits that
-    # land in the other slots are dropped by taking every eighth byte.
+    # Read as one big-endian integer, pixel i is bit 0 of byte i. Shifted right by 7, each
+    # pixel lands in bit 1 of the next byte, so after the OR byte i holds pixels i-1 and i in
+    # bits 1 and 0; by 14, the pair before that in bits 3-2; by 28, the four before those in
+    # bits 7-4. The last byte of each group of eight then holds the group, its first pixel
+    # highest; keeping only every eighth byte drops the others (and what spilled across groups).
     x = int.from_bytes(flat, "big")
     x |= x >> 7
     x |= x >> 14
