@@ -19,12 +19,14 @@ Method:
 6. **Iris size and framing** - iris diameter in pixels; the iris circle inside the image.
 
 How it is computed without numpy (the daemon must not load it, issue 7): per-pixel work is
-Pillow's C code (reduce, median filter, lookup tables, affine sampling along rays, ImageMath
-for the Laplacian, masked histograms for medians and counts, BOX resizes for means); Python
-only walks profiles and histograms of a few hundred values and, per image row, the two ends
-of each run of an annulus or disc. Those ends are found from the circle's equation and then
-confirmed with the same float64 test the numpy version applied to every pixel, so masks and
-medians are the same pixels and values; only the Laplacian variance's float32 sums differ.
+Pillow's C code (reduce, median filter, lookup tables, NEAREST affine sampling along the rays,
+ImageMath for the Laplacian, masked histograms for medians and counts, BOX resizes for the
+Laplacian's mean and variance); Python only walks profiles and histograms of a few hundred
+values and, per image row, the ends of the runs of a disc or annulus, taken from the circle's
+equation (an end within 1e-6 px of a pixel is settled by the float64 test the numpy version
+applied to every pixel). Masks, medians and ray samples are thus the numpy version's pixels
+and values; only the focus value's float32 sums differ (``bench/compare_iris_numpy_free.py``:
+at most 3e-7 of the value over 747 images).
 
 Limits marked "(from memory)" follow our reading of ISO/IEC 29794-6 guidance and must be
 checked against the standard before any conformance claim; the focus threshold is calibrated
