@@ -20,7 +20,6 @@ from agent.quality.face import (
     _count_clipped,
     _far_from,
     _luma,
-    _median,
     _percentile,
     _region,
     _scan_bands,
@@ -29,6 +28,7 @@ from agent.quality.face import (
     check_face_jpeg,
 )
 from drivers.emulators.camera import Portrait, encode_jpeg, render_portrait
+from drivers.pixelmath import median
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,12 +124,12 @@ def test_median_from_a_histogram_is_numpys_median(values: list[int]) -> None:
     counts = [0] * 256
     for v in values:
         counts[v] += 1
-    assert _median(counts) == float(np.median(np.array(values, dtype=np.float32)))
+    assert median(enumerate(counts)) == float(np.median(np.array(values, dtype=np.float32)))
 
 
 def test_median_of_nothing_is_an_error() -> None:
     with pytest.raises(ValueError, match="no values"):
-        _median([0] * 256)
+        median(enumerate([0] * 256))
 
 
 @given(st.lists(st.integers(0, 4000), min_size=1, max_size=400), st.sampled_from([10, 50, 90, 99]))

@@ -15,8 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from agent.quality.iris import _RAYS, IrisQuality, _annulus_runs, _mask, _median, _ray, check_iris
+from agent.quality.iris import _RAYS, IrisQuality, _annulus_runs, _mask, _ray, check_iris
 from drivers.emulators.iris import IrisScene, render_iris
+from drivers.pixelmath import median
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,7 +106,7 @@ def test_eye_in_a_corner_of_a_large_frame() -> None:
 @given(st.lists(st.integers(0, 5), min_size=1, max_size=40).filter(any))
 def test_median_of_counts_is_numpys(counts: list[int]) -> None:
     values = np.repeat(np.arange(len(counts), dtype=np.float32), counts)
-    assert _median(enumerate(counts)) == float(np.median(values))
+    assert median(enumerate(counts)) == float(np.median(values))
 
 
 @given(

@@ -43,13 +43,13 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from PIL import Image, ImageChops, ImageMath
+from PIL import Image, ImageChops
 
 from agent.quality.result import Check, CheckedResult, combine, grade
+from drivers import pixelmath
 
 NOT_CHECKED: tuple[str, ...] = (
     "face detection (a person-shaped region is found, not a face)",
@@ -134,18 +134,10 @@ def classify_colour(rgb: Iterable[float]) -> str:
     return "other"
 
 
-def _math(expression: Callable[[dict[str, Any]], Any], **images: Image.Image) -> Image.Image:
-    """A per-pixel ``ImageMath`` expression over mode-F images (float32 arithmetic, in C)."""
-    out = ImageMath.lambda_eval(expression, **images)
-    if not isinstance(out, Image.Image):
-        raise TypeError(f"ImageMath returned {type(out).__name__}, not an image")
-    return out
-
-
 def _luma(rgb: Image.Image) -> Image.Image:
     """Mode-F luminance of an RGB image: float32 ``r*0.299 + g*0.587 + b*0.114``, in that order."""
     r, g, b = (band.convert("F") for band in rgb.split())
-    return _math(lambda e: e["r"] * 0.299 + e["g"] * 0.587 + e["b"] * 0.114, r=r, g=g, b=b)
+    return pixelmath.image_math(lambda e: e["r"] * 0.299 + e["g"] * 0.587 + e["b"] * 0.114, r=r, g=g, b=b)
 
 
 def _count_clipped(rgb: Image.Image, low: int, high: int) -> int:
@@ -173,26 +165,18 @@ def _count_clipped(rgb: Image.Image, low: int, high: int) -> int:
         at_edge = edge.crop(band)
         if at_edge.getbbox() is None:
             continue
-        hits = _math(lambda e: ((e["a"] <= low) + (e["a"] >= high)) * e["m"],
+        hits = pixelmath.image_math(lambda e: ((e["a"] <= low) + (e["a"] >= high)) * e["m"],
                      a=_luma(rgb.crop(band)), m=at_edge.convert("F"))
         count += hits.convert("L").histogram()[1]
     return count
 
 
-def _mean(values: Image.Image) -> float:
-    """Mean of a non-empty mode-F image (a BOX resize to one pixel: sums in double)."""
-    mean = values.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
-    if not isinstance(mean, float):
-        raise TypeError(f"need a mode-F image, got mode {values.mode}")
-    return mean
-
-
 def _variance(values: Image.Image) -> float:
     """Population variance of a non-empty mode-F image."""
-    mean = _mean(values)
+    mean = pixelmath.mean(values)
     # Around the mean, not E[x^2] - E[x]^2: luminance near 100 with a spread of a few levels
     # would lose its variance to cancellation in the squares.
-    return _mean(_math(lambda e: (e["a"] - mean) * (e["a"] - mean), a=values))
+    return pixelmath.mean(pixelmath.image_math(lambda e: (e["a"] - mean) * (e["a"] - mean), a=values))
 
 
 def _far_from(rgb: Image.Image, ref: Sequence[float], limit: float) -> Image.Image:
@@ -228,26 +212,6 @@ def _region(img: Image.Image, rows: slice, cols: slice) -> Image.Image:
     y0, y1 = _span(rows, img.height)
     x0, x1 = _span(cols, img.width)
     return img.crop((x0, y0, x1, y1))
-
-
-def _median(counts: Sequence[int]) -> float:
-    """Median of the values whose histogram (value -> count) is ``counts``; the mean of the
-    two middle values for an even total, as numpy's median."""
-    n = sum(counts)
-    if n == 0:
-        raise ValueError("median of no values")
-
-    def nth(k: int) -> int:
-        seen = 0
-        for value, count in enumerate(counts):
-            seen += count
-            if seen > k:
-                return value
-        raise AssertionError("unreachable: k < n")
-
-    if n % 2:
-        return float(nth(n // 2))
-    return (nth(n // 2 - 1) + nth(n // 2)) / 2
 
 
 def _percentile(values: Sequence[int], q: float) -> float:
@@ -423,7 +387,7 @@ def _check(
     del pixels
     # The histogram (256 counts per channel) gives the per-channel median exactly.
     counts = border.histogram()
-    bg = [_median(counts[256 * c : 256 * (c + 1)]) for c in range(3)]
+    bg = [pixelmath.median(enumerate(counts[256 * c : 256 * (c + 1)])) for c in range(3)]
     intrusion = _ones(_far_from(border, bg, 40)) / border.width
     spread = math.sqrt(_variance(_luma(border)))
     del border
@@ -512,7 +476,7 @@ def _check(
     face = _region(work, *face_box)
     fw, fh = face.size
     face_luma = _luma(face) if fw and fh else None
-    mean = _mean(face_luma) if face_luma is not None else 0.0
+    mean = pixelmath.mean(face_luma) if face_luma is not None else 0.0
     clipped_face = _count_clipped(face, 5, 250) / (fw * fh) if face_luma is not None else 1.0
     clipped_all = clipped_count / (h * w)
     ok = (limits.face_luma_min <= mean <= limits.face_luma_max
@@ -533,7 +497,7 @@ def _check(
     if face_luma is not None and fh >= 3 and fw >= 3:
         f = face_luma
         # The same float32 operations in the same order as 4*c - up - down - left - right.
-        laplacian = _math(
+        laplacian = pixelmath.image_math(
             lambda e: 4 * e["c"] - e["up"] - e["down"] - e["left"] - e["right"],
             c=f.crop((1, 1, fw - 1, fh - 1)), up=f.crop((1, 0, fw - 1, fh - 2)),
             down=f.crop((1, 2, fw - 1, fh)), left=f.crop((0, 1, fw - 2, fh - 1)),

@@ -41,9 +41,10 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from PIL import Image, ImageChops, ImageFilter, ImageMath
+from PIL import Image, ImageChops, ImageFilter
 
 from agent.quality.result import Check, CheckedResult, combine, grade
+from drivers import pixelmath
 
 NOT_CHECKED: tuple[str, ...] = (
     "gaze angle (off-axis eye)",
@@ -111,24 +112,6 @@ def _f32(x: float) -> float:
     return value
 
 
-def _median(pairs: Iterable[tuple[float, int]]) -> float:
-    """Median of values given as (value, count) pairs sorted by value (numpy's rule for ties)."""
-    items = [(v, c) for v, c in pairs if c > 0]
-    n = sum(c for _, c in items)
-    if n == 0:
-        raise ValueError("median of no values")
-    wanted = (n - 1) // 2, n // 2  # the middle element, or the two middle ones
-    found: list[float] = []
-    seen = 0
-    for v, c in items:
-        while len(found) < 2 and wanted[len(found)] < seen + c:
-            found.append(v)
-        seen += c
-        if len(found) == 2:
-            break
-    return (found[0] + found[1]) / 2
-
-
 def _run(
     pred: Callable[[int], bool], lo: int, hi: int, a: float, b: float, slack: float = 1.0
 ) -> tuple[int, int]:
@@ -193,12 +176,6 @@ def _counts(mask: Image.Image) -> tuple[list[int], list[int]]:
             [rows.count(255, y * w, (y + 1) * w) for y in range(h)])
 
 
-def _mean(img: Image.Image) -> float:
-    """Mean of an "F" image (Pillow's BOX resize sums in double, stores float32)."""
-    value: float = img.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))  # type: ignore[assignment]
-    return value
-
-
 def _find_pupil(img: Image.Image) -> tuple[float, float, float] | None:
     # Quarter size: box averaging halves the contrast of 2 px lashes, the 3x3 median removes
     # what is left and the noise; a pupil (>= 16 px radius at full size) survives.
@@ -206,7 +183,7 @@ def _find_pupil(img: Image.Image) -> tuple[float, float, float] | None:
     w, h = small.size
     hist = small.histogram()
     lo = float(next(v for v, c in enumerate(hist) if c))
-    med = _median(enumerate(hist))
+    med = pixelmath.median(enumerate(hist))
     if med - lo < 30:
         return None  # no dark disc stands out
     limit = _f32(lo + 0.3 * (med - lo))
@@ -215,7 +192,7 @@ def _find_pupil(img: Image.Image) -> tuple[float, float, float] | None:
     n = sum(row)
     if n < 12:
         return None
-    cx, cy = _median(enumerate(col)), _median(enumerate(row))
+    cx, cy = pixelmath.median(enumerate(col)), pixelmath.median(enumerate(row))
     r0 = 2 * math.sqrt(n / math.pi)
     runs = []
     for y in range(h):
@@ -369,7 +346,7 @@ def _focus(
     def shifted(dx: int, dy: int) -> Image.Image:
         return around.crop((1 + dx, 1 + dy, 1 + dx + ww, 1 + dy + hh))
 
-    lap = ImageMath.lambda_eval(
+    lap = pixelmath.image_math(
         lambda e: e["c"] * 4 - e["u"] - e["d"] - e["l"] - e["r"],
         c=shifted(0, 0), u=shifted(0, -1), d=shifted(0, 1), l=shifted(-1, 0), r=shifted(1, 0),
     )
@@ -388,9 +365,9 @@ def _focus(
         return 0.0
     ones = sel.point([1 if v else 0 for v in range(256)]).convert("F")
     total = ww * hh
-    mean = _mean(ImageMath.lambda_eval(lambda e: e["lap"] * e["s"], lap=lap, s=ones)) * total / n
-    sq = ImageMath.lambda_eval(lambda e: (e["lap"] - mean) * (e["lap"] - mean) * e["s"], lap=lap, s=ones)
-    return _mean(sq) * total / n
+    mean = pixelmath.mean(pixelmath.image_math(lambda e: e["lap"] * e["s"], lap=lap, s=ones)) * total / n
+    sq = pixelmath.image_math(lambda e: (e["lap"] - mean) * (e["lap"] - mean) * e["s"], lap=lap, s=ones)
+    return pixelmath.mean(sq) * total / n
 
 
 def check_iris(img: Image.Image, *, threshold: int = 60, limits: IrisThresholds = IrisThresholds()) -> IrisQuality:
@@ -460,8 +437,8 @@ def check_iris(img: Image.Image, *, threshold: int = 60, limits: IrisThresholds 
     if not any(ref):
         checks.append(Check("usable_area", False, 0.0, "no iris ring", *HINT_NO_EYE))
         return IrisQuality(combine(checks, WEIGHTS), False, tuple(checks), IrisMeasure((cx, cy), rp, ri))
-    m = _median(enumerate(ref))
-    mad = _median(sorted((abs(v - m), c) for v, c in enumerate(ref))) * 1.4826
+    m = pixelmath.median(enumerate(ref))
+    mad = pixelmath.median(sorted((abs(v - m), c) for v, c in enumerate(ref))) * 1.4826
     band = max(25.0, 3 * mad)
     limit = _f32(band)
     like_iris = [abs(v - m) <= limit for v in range(256)]

@@ -29,13 +29,14 @@ from __future__ import annotations
 import math
 import threading
 from array import array
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from PIL import Image, ImageMath
+from PIL import Image
 
+from drivers import pixelmath
 from drivers.base import Device
 from drivers.errors import DeviceError, UserRetryError
 
@@ -277,14 +278,6 @@ def _floats(image: Image.Image) -> list[float]:
     return array("f", image.tobytes()).tolist()
 
 
-def _apply(expression: Callable[[dict[str, Any]], Any], **images: Image.Image) -> Image.Image:
-    """Evaluate a per-pixel ``ImageMath`` expression over mode-F images (float32, in C)."""
-    out = ImageMath.lambda_eval(expression, **images)
-    if not isinstance(out, Image.Image):
-        raise TypeError(f"ImageMath returned {type(out).__name__}, not an image")
-    return out
-
-
 def _strips(cols: int, rows: int, block: int) -> Iterator[tuple[int, int]]:
     """(first, end) pixel rows of strips of whole block rows, top to bottom."""
     step = max(1, _STRIP_PIXELS // (cols * block * block)) * block
@@ -294,7 +287,7 @@ def _strips(cols: int, rows: int, block: int) -> Iterator[tuple[int, int]]:
 
 def _mean_and_square(strip: Image.Image, block: int) -> tuple[list[float], list[float]]:
     """Block means of a mode-F strip's values and of their squares, row by row."""
-    squares = _apply(lambda e: e["a"] * e["a"], a=strip)
+    squares = pixelmath.image_math(lambda e: e["a"] * e["a"], a=strip)
     return _floats(strip.reduce(block)), _floats(squares.reduce(block))
 
 
@@ -367,24 +360,24 @@ def _block_measures(grey: Image.Image, block: int) -> _BlockMeasures:
         if bottom == h:
             edges.append(((0, sh - 1, w, sh), (0, sh - 2, w, sh - 1), (1, sh + 1)))
         for edge, inner, at in edges:
-            outside = _apply(
+            outside = pixelmath.image_math(
                 lambda e: e["a"] * 2.0 - e["b"], a=strip.crop(edge), b=strip.crop(inner)
             )
             padded.paste(outside, at)
         # In padded coordinates the strip's own rows are 1 + k0 .. 1 + k1, columns 1 .. w.
-        dx = _apply(
+        dx = pixelmath.image_math(
             lambda e: e["r"] - e["l"],
             r=padded.crop((2, 1 + k0, w + 2, 1 + k1)),
             l=padded.crop((0, 1 + k0, w, 1 + k1)),
         )
-        dy = _apply(
+        dy = pixelmath.image_math(
             lambda e: e["d"] - e["u"],
             d=padded.crop((1, 2 + k0, w + 1, 2 + k1)),
             u=padded.crop((1, k0, w + 1, k1)),
         )
-        dxx += _floats(_apply(lambda e: e["x"] * e["x"], x=dx).reduce(block))
-        dyy += _floats(_apply(lambda e: e["y"] * e["y"], y=dy).reduce(block))
-        dxy += _floats(_apply(lambda e: e["x"] * e["y"], x=dx, y=dy).reduce(block))
+        dxx += _floats(pixelmath.image_math(lambda e: e["x"] * e["x"], x=dx).reduce(block))
+        dyy += _floats(pixelmath.image_math(lambda e: e["y"] * e["y"], y=dy).reduce(block))
+        dxy += _floats(pixelmath.image_math(lambda e: e["x"] * e["y"], x=dx, y=dy).reduce(block))
     return _BlockMeasures(
         means=means,
         stds=_deviations(means, squares),
