@@ -137,7 +137,8 @@ def classify_colour(rgb: Iterable[float]) -> str:
 def _luma(rgb: Image.Image) -> Image.Image:
     """Mode-F luminance of an RGB image: float32 ``r*0.299 + g*0.587 + b*0.114``, in that order."""
     r, g, b = (band.convert("F") for band in rgb.split())
-    return pixelmath.image_math(lambda e: e["r"] * 0.299 + e["g"] * 0.587 + e["b"] * 0.114, r=r, g=g, b=b)
+    return pixelmath.image_math(lambda e: e["r"] * 0.299 + e["g"] * 0.587 + e["b"] * 0.114,
+                                r=r, g=g, b=b)
 
 
 def _count_clipped(rgb: Image.Image, low: int, high: int) -> int:
@@ -166,7 +167,7 @@ def _count_clipped(rgb: Image.Image, low: int, high: int) -> int:
         if at_edge.getbbox() is None:
             continue
         hits = pixelmath.image_math(lambda e: ((e["a"] <= low) + (e["a"] >= high)) * e["m"],
-                     a=_luma(rgb.crop(band)), m=at_edge.convert("F"))
+                                    a=_luma(rgb.crop(band)), m=at_edge.convert("F"))
         count += hits.convert("L").histogram()[1]
     return count
 
@@ -176,7 +177,8 @@ def _variance(values: Image.Image) -> float:
     mean = pixelmath.mean(values)
     # Around the mean, not E[x^2] - E[x]^2: luminance near 100 with a spread of a few levels
     # would lose its variance to cancellation in the squares.
-    return pixelmath.mean(pixelmath.image_math(lambda e: (e["a"] - mean) * (e["a"] - mean), a=values))
+    deviations = pixelmath.image_math(lambda e: (e["a"] - mean) * (e["a"] - mean), a=values)
+    return pixelmath.mean(deviations)
 
 
 def _far_from(rgb: Image.Image, ref: Sequence[float], limit: float) -> Image.Image:

@@ -365,8 +365,10 @@ def _focus(
         return 0.0
     ones = sel.point([1 if v else 0 for v in range(256)]).convert("F")
     total = ww * hh
-    mean = pixelmath.mean(pixelmath.image_math(lambda e: e["lap"] * e["s"], lap=lap, s=ones)) * total / n
-    sq = pixelmath.image_math(lambda e: (e["lap"] - mean) * (e["lap"] - mean) * e["s"], lap=lap, s=ones)
+    selected = pixelmath.image_math(lambda e: e["lap"] * e["s"], lap=lap, s=ones)
+    mean = pixelmath.mean(selected) * total / n
+    sq = pixelmath.image_math(lambda e: (e["lap"] - mean) * (e["lap"] - mean) * e["s"],
+                              lap=lap, s=ones)
     return pixelmath.mean(sq) * total / n
 
 
