@@ -95,13 +95,17 @@ def _sample(img: Image.Image, size: tuple[int, int], step: tuple[int, int],
     return img.transform(size, Image.Transform.AFFINE, coeffs, resample=Image.Resampling.NEAREST)
 
 
-def yuyv_to_image(data: bytes, width: int, height: int) -> Image.Image:
-    """Convert a YUYV 4:2:2 frame to an RGB image."""
+def _yuyv_bytes(data: bytes, width: int, height: int) -> Image.Image:
+    """A YUYV frame as one "L" pixel a byte: luma at even columns, U at 4k+1, V at 4k+3."""
     need = width * height * 2
     if len(data) < need:
         raise ValueError(f"short YUYV frame: {len(data)} of {need} bytes")
-    # One YUYV byte per "L" pixel: luma at even columns, U at 4k+1, V at 4k+3 of each row.
-    raw = Image.frombuffer("L", (width * 2, height), data[:need], "raw", "L", 0, 1)
+    return Image.frombuffer("L", (width * 2, height), data[:need], "raw", "L", 0, 1)
+
+
+def yuyv_to_image(data: bytes, width: int, height: int) -> Image.Image:
+    """Convert a YUYV 4:2:2 frame to an RGB image."""
+    raw = _yuyv_bytes(data, width, height)
     half = (width + 1) // 2
     y = _sample(raw, (width, height), (2, 1))
     # Each chroma sample serves the pixel pair; NEAREST doubling repeats it (x -> x // 2).
@@ -167,11 +171,8 @@ def reduced_grey(frame: Frame, size: tuple[int, int] = SCORE_SIZE) -> GreyImage:
             raise ValueError(f"undecodable MJPEG frame: {exc}") from exc
         return GreyImage(grey)
     if frame.pixfmt == v4l2.V4L2_PIX_FMT_YUYV:
-        need = frame.width * frame.height * 2
-        if len(frame.data) < need:
-            raise ValueError(f"short YUYV frame: {len(frame.data)} of {need} bytes")
+        raw = _yuyv_bytes(frame.data, frame.width, frame.height)
         step = max(1, min(frame.width // size[0], frame.height // size[1]))
-        raw = Image.frombuffer("L", (frame.width * 2, frame.height), frame.data[:need], "raw", "L", 0, 1)
         out = (-(-frame.width // step), -(-frame.height // step))  # ceil: the slice's length
         return GreyImage(_sample(raw, out, (2 * step, step)))
     raise ValueError(f"unsupported pixel format {frame.fourcc}")
