@@ -337,6 +337,7 @@ class Sender:
         self._mark_pending.clear()
         self._marked_here.clear()
         self._resumed_before_mark.clear()
+        self._mark_refused.clear()
 
     def _want(self, packet: _Packet) -> None:
         """``packet`` has chunks in ``todo``: let the chunk pump find it."""
