@@ -42,6 +42,7 @@ from agent.uplink.incoming import (
     parse_ack,
     remember,
 )
+from agent.uplink.paho_client import FastClient
 from agent.uplink.sender import EVENT_WINDOW, JournalLike, OutboxSource, Sender
 from agent.uplink.topics import Topics
 
@@ -309,8 +310,8 @@ class Uplink:
                            "started_at": self.started_at}, separators=(",", ":")).encode()
 
     def _new_client(self) -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.topics.station_id,
-                             protocol=mqtt.MQTTv5)
+        client = FastClient(CallbackAPIVersion.VERSION2, client_id=self.topics.station_id,
+                            protocol=mqtt.MQTTv5)
         if self._tls is not None:
             client.tls_set_context(self._tls)
         if self.cfg.username:
