@@ -6,7 +6,9 @@ Prints Markdown table rows (figure | value | plain baseline in the same run | ra
 
 1. Drain of a journal backlog (1,000 packets of 300 KB-2 MB; --quick: 100) to a local
    mosquitto, until every chunk is PUBACKed, against a plain paho-mqtt client publishing the
-   same chunk sizes with the same QoS 1 and the same in-flight window from memory.
+   same chunk sizes with the same QoS 1 and the same in-flight window from memory. --rounds
+   station drains (default 3) alternate with plain runs; the row gives the median of the
+   per-round ratios, each against the mean of the plain runs just before and after.
 2. The same through the link proxy at 25 ms each way and 20 Mbit/s, against the link rate and
    against plain paho through the same proxy.
 3. With the station's own bandwidth cap B, against B.
@@ -24,6 +26,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -419,45 +422,54 @@ def bridge_comparison(tmpdir: Path, quick: bool, as_root: str) -> None:
 
 # ----------------------------------------------------------------------------- main
 
-def drain_rounds(n_packets: int, rounds: int) -> int:
-    """Loopback drain only: baseline, station, baseline, ... and the median of the ratios.
+def alternate_drains(tmpdir: Path, port: int, sizes: list[int], rounds: int,
+                     log: bool) -> tuple[list[float], list[dict[str, Any]], list[float]]:
+    """Plain paho, station, plain paho, station, ..., plain paho on one broker.
 
-    Each station run is set against the mean of the baselines just before and after it, so a
-    change in the machine's load during the run moves both sides.
+    Each station run is set against the mean of the plain runs just before and after it, so a
+    change in the machine's load during the run moves both sides; single rounds of the same
+    code range about 0.7-1.1 on a 2-core machine, so a verdict takes the median of rounds.
+    Each round drains a fresh journal (a drained one would resume: ack queries first).
+    Returns the per-round ratios, the station results and the plain MB/s figures.
     """
-    import statistics
+    ratios: list[float] = []
+    stations: list[dict[str, Any]] = []
+    first = run_child("baseline", {"port": port, "sizes": sizes})
+    base = [mbps(first)]
+    base_cpu = [cpu_ms_per_mb(first)]
+    for n in range(rounds):
+        state = tmpdir / f"drain{n}"
+        total = build_journal(state, sizes)
+        st = run_child("station", {"state": str(state), "port": port, "total": total})
+        shutil.rmtree(state, ignore_errors=True)
+        after = run_child("baseline", {"port": port, "sizes": sizes})
+        base.append(mbps(after))
+        base_cpu.append(cpu_ms_per_mb(after))
+        ratio = mbps(st) / ((base[-2] + base[-1]) / 2)
+        ratios.append(ratio)
+        stations.append(st)
+        if log:
+            print(f"round {n}: station {mbps(st):.0f} MB/s, plain paho {base[-2]:.0f} / "
+                  f"{base[-1]:.0f} MB/s, ratio {ratio:.2f}; CPU ms per MB: station "
+                  f"{cpu_ms_per_mb(st):.2f}, plain paho {base_cpu[-2]:.2f} / "
+                  f"{base_cpu[-1]:.2f}; station RSS first/max "
+                  f"{st['rss_first'] / 1024:.1f} / {st['rss_max'] / 1024:.1f} MB (anon "
+                  f"{st['rss_anon'] / 1024:.1f}, file {st['rss_file'] / 1024:.1f} at the end); "
+                  f"load {os.getloadavg()[0]:.2f}", flush=True)
+    return ratios, stations, base
 
+
+def drain_rounds(n_packets: int, rounds: int) -> int:
+    """Loopback drain only: ``rounds`` alternations, one line each, and the median ratio."""
     from agent.testbed.mosquitto import Mosquitto
 
     as_root = "user root" if os.geteuid() == 0 else ""
     with tempfile.TemporaryDirectory(prefix="bench-uplink-") as tmp:
-        tmpdir = Path(tmp)
-        broker = Mosquitto(tmpdir / "broker", persistence=False,
+        broker = Mosquitto(Path(tmp) / "broker", persistence=False,
                            extra=f"max_inflight_messages 100\n{as_root}").start()
         try:
-            sizes = sizes_for(n_packets, 1)
-            ratios: list[float] = []
-            first = run_child("baseline", {"port": broker.port, "sizes": sizes})
-            base = [mbps(first)]
-            base_cpu = [cpu_ms_per_mb(first)]
-            for n in range(rounds):
-                state = tmpdir / f"drain{n}"
-                total = build_journal(state, sizes)
-                st = run_child("station", {"state": str(state), "port": broker.port,
-                                           "total": total})
-                after = run_child("baseline", {"port": broker.port, "sizes": sizes})
-                base.append(mbps(after))
-                base_cpu.append(cpu_ms_per_mb(after))
-                ratio = mbps(st) / ((base[-2] + base[-1]) / 2)
-                ratios.append(ratio)
-                print(f"round {n}: station {mbps(st):.0f} MB/s, plain paho {base[-2]:.0f} / "
-                      f"{base[-1]:.0f} MB/s, ratio {ratio:.2f}; CPU ms per MB: station "
-                      f"{cpu_ms_per_mb(st):.2f}, plain paho {base_cpu[-2]:.2f} / "
-                      f"{base_cpu[-1]:.2f}; station RSS first/max "
-                      f"{st['rss_first'] / 1024:.1f} / {st['rss_max'] / 1024:.1f} MB (anon "
-                      f"{st['rss_anon'] / 1024:.1f}, file {st['rss_file'] / 1024:.1f} at the end); "
-                      f"load {os.getloadavg()[0]:.2f}", flush=True)
-                shutil.rmtree(state, ignore_errors=True)
+            ratios, _, _ = alternate_drains(Path(tmp), broker.port, sizes_for(n_packets, 1),
+                                            rounds, log=True)
             print(f"median ratio {statistics.median(ratios):.2f} over {rounds} rounds "
                   f"({n_packets} packets)", flush=True)
         finally:
@@ -486,6 +498,9 @@ def main() -> int:
     parser.add_argument("--drain-only", type=int, metavar="ROUNDS", default=0,
                         help="only the loopback drain, ROUNDS alternations of baseline and "
                              "station (for before/after comparisons; prints the median ratio)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="station drains in the main table, each between two plain runs "
+                             "(the row gives the median ratio; --quick: 1)")
     parser.add_argument("--packets", type=int, default=0,
                         help="backlog size for --drain-only (default 1000, --quick 100)")
     parser.add_argument("--role", help=argparse.SUPPRESS)
@@ -505,6 +520,8 @@ def main() -> int:
                               "user root" if os.geteuid() == 0 else "")
         return 0
     n_packets = 100 if args.quick else 1000
+    if args.quick:
+        args.rounds = 1
     if args.drain_only:
         return drain_rounds(args.packets or n_packets, args.drain_only)
     link_mb = 8 if args.quick else 30
@@ -517,23 +534,32 @@ def main() -> int:
         try:
             sizes = sizes_for(n_packets, 1)
             t = time.perf_counter()
-            total = build_journal(tmpdir / "drain", sizes)
+            total = build_journal(tmpdir / "timed", sizes)
+            shutil.rmtree(tmpdir / "timed", ignore_errors=True)
             print(f"<!-- backlog: {n_packets} packets, {total / 1e6:.0f} MB, written in "
                   f"{time.perf_counter() - t:.1f} s -->", flush=True)
             print("| figure | value | plain baseline (same run) | ratio | target |")
             print("| --- | --- | --- | --- | --- |")
-            base = run_child("baseline", {"port": broker.port, "sizes": sizes})
-            st = run_child("station", {"state": str(tmpdir / "drain"), "port": broker.port,
-                                       "total": total})
-            base2 = run_child("baseline", {"port": broker.port, "sizes": sizes})
-            b = max(mbps(base), mbps(base2))
+            ratios, sts, base = alternate_drains(tmpdir, broker.port, sizes, args.rounds,
+                                                 log=False)
+            st = max(sts, key=lambda r: r["rss_max"])
+            drained = statistics.median(mbps(r) for r in sts)
+            # The stricter reading, for comparison with earlier runs: each round against the
+            # faster of the two plain runs around it.
+            strict = statistics.median(mbps(r) / max(b0, b1)
+                                       for r, b0, b1 in zip(sts, base, base[1:], strict=False))
+            rounds_txt = " / ".join(f"{r:.2f}" for r in ratios)
             row(f"drain {n_packets} packets ({total / 1e6:.0f} MB) to local mosquitto, "
-                "until all PUBACKed", f"{mbps(st):.0f} MB/s",
-                f"{mbps(base):.0f} / {mbps(base2):.0f} MB/s (plain paho before / after)",
-                f"{mbps(st) / b:.2f}", ">= 0.90")
-            row("station RSS during that drain (first sample / max)",
-                f"{st['rss_first'] / 1024:.1f} / {st['rss_max'] / 1024:.1f} MB", "", "",
-                "<= 60 MB, flat")
+                f"until all PUBACKed; {len(ratios)} rounds alternating with plain paho",
+                " / ".join(f"{mbps(r):.0f}" for r in sts) + " MB/s",
+                " / ".join(f"{b:.0f}" for b in base) + " MB/s (plain paho before, between "
+                "and after)",
+                f"{statistics.median(ratios):.2f} (median; rounds {rounds_txt}, each against "
+                f"the mean of the plain runs around it; against the faster of them: "
+                f"{strict:.2f})", ">= 0.90")
+            row("station RSS during those drains (first sample / max, the round with the "
+                "highest max)", f"{st['rss_first'] / 1024:.1f} / {st['rss_max'] / 1024:.1f} MB",
+                "", "", "<= 60 MB, flat")
 
             # Through the link proxy: 25 ms each way, 20 Mbit/s.
             lsizes = sizes_for(max(1, int(link_mb * 1e6 / 1_150_000)), 2)
@@ -583,7 +609,8 @@ def main() -> int:
                 ho.stdout.close()
             row(f"end to end: {len(esizes)} packets ({etotal / 1e6:.0f} MB) until every "
                 "head-office ack is in and the journal purged", f"{mbps(est):.0f} MB/s",
-                f"PUBACK-only drain above {mbps(st):.0f} MB/s", f"{mbps(est) / mbps(st):.2f}",
+                f"PUBACK-only drain above {drained:.0f} MB/s (median round)",
+                f"{mbps(est) / drained:.2f}",
                 "(informative: test responder assembles in RAM)")
         finally:
             broker.stop()
