@@ -407,17 +407,19 @@ def bridge_comparison(tmpdir: Path, quick: bool, as_root: str) -> None:
     print()
     print(f"| store-and-forward, {n} x {size // 1024} KiB during an outage | fault before the "
           "link returns | delivered to head office | memory holding the backlog | time to "
-          "drain after the link returns |")
+          "drain after the link returns (throughput of what arrived) |")
     print("| --- | --- | --- | --- | --- |")
     for fault in ("none", "restart", "kill -9"):
         r = bridge_case(tmpdir, f"bridge-{fault.replace(' ', '')}", fault, n, size, as_root)
         print(f"| local mosquitto 2.0 bridge, persistence on, default autosave | {fault} "
               f"(station broker) | {r['delivered']} / {n} | {r['rss_kib'] / 1024:.0f} MB "
-              f"(broker RSS) | {r['elapsed']:.1f} s (a loss shows as 6 s of quiet) |", flush=True)
+              f"(broker RSS) | {r['elapsed']:.1f} s, {r['delivered'] * size / r['elapsed'] / 1e6:.1f} "
+              "MB/s (a loss shows as 6 s of quiet) |", flush=True)
     r = uplink_case(tmpdir, "uplink-kill", n, size, as_root)
     print(f"| Rekam uplink + journal | kill -9 (station process) | {r['delivered']} / {n} "
           f"(each verified and acked) | {r['rss_kib'] / 1024:.0f} MB (station RSS; backlog on "
-          f"disk) | {r['elapsed']:.1f} s (includes process start and head-office acks) |",
+          f"disk) | {r['elapsed']:.1f} s, {r['delivered'] * size / r['elapsed'] / 1e6:.1f} MB/s "
+          "(includes process start and head-office acks) |",
           flush=True)
 
 # ----------------------------------------------------------------------------- main
