@@ -1,8 +1,8 @@
 """paho-mqtt's ``Client`` with two shortcuts on the per-chunk path, measured in a backlog drain.
 
 The uplink thread runs paho, the journal reads and the sender on one thread, so paho's Python
-per message is the drain's limit (docs/performance.md, "Uplink"). Two costs there do not depend
-on the bytes sent, and are cut here without changing what goes on the wire or what the
+per message, and every copy of a chunk, count against the drain (docs/performance.md,
+"Station uplink"). Two costs are cut here without changing what goes on the wire or what the
 callbacks receive:
 
 - **PUBACK decoding.** paho decodes every PUBACK into a new ``ReasonCode`` (built twice, each
@@ -12,9 +12,13 @@ callbacks receive:
   publish) is answered here with shared, never-modified ``ReasonCode`` and ``Properties``
   objects equal to the ones paho would build. Anything else (a failure code, properties, MQTT
   3.1.1, paho's logging on) goes through paho's own decoder.
-- **The write copy.** paho sends ``packet[pos:]``; on the ``bytearray`` a PUBLISH is built in,
-  that slice copies the whole packet (256 KiB a chunk) before each ``send``. A large PUBLISH
-  is queued as a ``memoryview`` of the same bytes, whose slices copy nothing.
+- **The payload copies.** paho builds each PUBLISH in a new ``bytearray``: the fixed header,
+  topic, packet id and properties, then the payload appended (a 256 KiB copy a chunk); and it
+  sends ``packet[pos:]``, which copies the whole packet again. A PUBLISH with a payload of
+  64 KiB or more is queued here as its header and the caller's payload side by side
+  (:class:`Gather`): on a plain TCP socket one ``sendmsg`` writes both with no copy in Python;
+  on TLS or WebSocket the header is one write and the payload (a view) the next. The bytes
+  on the wire are the same.
 
 Both override private paho methods, so both are feature-detected when the client is built
 (:data:`FAST_PATHS`); a paho release that renames them gets plain paho, slower but correct,
@@ -23,6 +27,8 @@ and ``tests/test_uplink_paho_client.py`` fails so the upgrade is noticed.
 
 from __future__ import annotations
 
+import socket
+import struct
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -32,17 +38,41 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 # The private paho attributes the shortcuts rely on (paho-mqtt 2.x).
-_NEEDED = ("_handle_pubackcomp", "_packet_queue", "_do_on_publish", "_in_packet",
-           "_out_messages", "_out_message_mutex", "_logger", "_on_log", "_protocol")
-# PUBLISH packets smaller than this are left as paho builds them (the copy is negligible).
-VIEW_MIN_BYTES = 64 * 1024
+_NEEDED = ("_handle_pubackcomp", "_send_publish", "_sock_send", "_packet_queue",
+           "_pack_remaining_length", "_pack_str16", "_call_socket_register_write",
+           "_easy_log", "_do_on_publish", "_in_packet", "_out_messages", "_out_message_mutex",
+           "_logger", "_on_log", "_protocol", "_sock")
+# Payloads smaller than this are built into one packet as paho does (the copy is negligible).
+GATHER_MIN_BYTES = 64 * 1024
 _PUBLISH = 0x30
 # Success codes of a PUBACK (MQTT 5.0, 3.4.2.1): Success and No matching subscribers.
 _SUCCESS_CODES = (0x00, 0x10)
 
 
+class Gather:
+    """A queued PUBLISH as its header and payload, sliced and measured the way paho does."""
+
+    __slots__ = ("head", "body")
+
+    def __init__(self, head: bytes, body: bytes | bytearray | memoryview) -> None:
+        self.head = head
+        self.body = body
+
+    def __len__(self) -> int:
+        return len(self.head) + len(self.body)
+
+    def __getitem__(self, key: slice) -> Gather | memoryview:
+        # paho only ever asks for packet[pos:], the part not yet written.
+        if not isinstance(key, slice) or key.stop is not None or key.step is not None:
+            raise TypeError("a queued PUBLISH is only sliced from a position to its end")
+        pos = key.start or 0
+        if pos >= len(self.head):
+            return memoryview(self.body)[pos - len(self.head):]
+        return Gather(self.head[pos:], self.body)
+
+
 class FastClient(mqtt.Client):
-    """``mqtt.Client`` with the PUBACK and write shortcuts of the module docstring."""
+    """``mqtt.Client`` with the PUBACK and payload shortcuts of the module docstring."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -71,14 +101,40 @@ class FastClient(mqtt.Client):
                 return self._do_on_publish(mid, self._acks[code], self._no_props)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
-    def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
-                      info: mqtt.MQTTMessageInfo | None = None) -> MQTTErrorCode:
-        if (self.fast_paths and command & 0xF0 == _PUBLISH and isinstance(packet, bytearray)
-                and len(packet) >= VIEW_MIN_BYTES):
-            # paho only slices, measures and sends the packet: a view does all three.
-            view: Any = memoryview(packet)
-            return super()._packet_queue(command, view, mid, qos, info)
-        return super()._packet_queue(command, packet, mid, qos, info)
+    def _send_publish(self, mid: int, topic: bytes, payload: bytes | bytearray = b"",
+                      qos: int = 0, retain: bool = False, dup: bool = False,
+                      info: mqtt.MQTTMessageInfo | None = None,
+                      properties: Properties | None = None) -> MQTTErrorCode:
+        if (not self.fast_paths or not isinstance(topic, bytes)
+                or not isinstance(payload, (bytes, bytearray)) or len(payload) < GATHER_MIN_BYTES
+                or self._sock is None or self._logger is not None or self._on_log is not None):
+            return super()._send_publish(mid, topic, payload, qos, retain, dup, info, properties)
+        # The header exactly as paho's _send_publish writes it (MQTT 5.0 3.3.1-3.3.2).
+        packed: bytes = b""
+        if self._protocol == MQTTProtocolVersion.MQTTv5:
+            packed = b"\x00" if properties is None else properties.pack()  # type: ignore[no-untyped-call]
+        head = bytearray((_PUBLISH | ((dup & 0x1) << 3) | (qos << 1) | retain,))
+        self._pack_remaining_length(
+            head, 2 + len(topic) + (2 if qos > 0 else 0) + len(packed) + len(payload))
+        self._pack_str16(head, topic)
+        if qos > 0:
+            head += struct.pack("!H", mid)
+        head += packed
+        packet: Any = Gather(bytes(head), payload)
+        return self._packet_queue(_PUBLISH, packet, mid, qos, info)
+
+    def _sock_send(self, buf: bytes | bytearray) -> int:
+        if not isinstance(buf, Gather):
+            return super()._sock_send(buf)
+        sock = self._sock
+        if type(sock) is not socket.socket:
+            # TLS or WebSocket: the header is one write; paho then sends the payload's view.
+            return super()._sock_send(buf.head)
+        try:
+            return sock.sendmsg((buf.head, buf.body))
+        except BlockingIOError:
+            self._call_socket_register_write()
+            raise
 
 
-FAST_PATHS = all(hasattr(mqtt.Client, name) for name in _NEEDED[:3])
+FAST_PATHS = all(hasattr(mqtt.Client, name) for name in _NEEDED[:8])
