@@ -123,6 +123,25 @@ def build_journal(state: Path, sizes: list[int]) -> int:
 
 # ----------------------------------------------------------------------------- child roles
 
+def signal_when(sender: Any, method: str, reached: Any, event: threading.Event) -> None:
+    """Set ``event`` from inside ``sender.<method>`` once ``reached()``: the harness blocks.
+
+    The station's harness used to poll the sender's counters every 2 ms. Each wake-up took the
+    GIL from the uplink thread, 500 times a second, while the plain-paho side blocks on an
+    event. In 8 alternating pairs of drains the polled station was slower in all 8: median
+    449 against 523 MB/s, process CPU 2.05 against 1.84 ms/MB. Now both sides block.
+    """
+    inner = getattr(sender, method)
+
+    def hooked(*args: Any) -> Any:
+        result = inner(*args)
+        if reached():
+            event.set()
+        return result
+
+    setattr(sender, method, hooked)
+
+
 def role_station(p: dict[str, Any]) -> dict[str, Any]:
     from agent.config import JournalConfig, UplinkConfig
     from agent.journal import Journal
@@ -145,6 +164,12 @@ def role_station(p: dict[str, Any]) -> dict[str, Any]:
         pub = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(p["ho_key"])).public_key()
         keys[key_id(pub)] = pub
     total = p["total"]
+    finished = threading.Event()
+    stats = up.sender.stats
+    if p.get("until") == "delivered":
+        signal_when(up.sender, "on_ack", lambda: stats.packets_delivered >= p["packets"], finished)
+    else:
+        signal_when(up.sender, "on_puback", lambda: stats.bytes_acked >= total, finished)
     with RssSampler() as rss:
         up.start()
         limit = time.monotonic() + p.get("limit", 900)  # a benchmark must end, even badly
@@ -152,12 +177,7 @@ def role_station(p: dict[str, Any]) -> dict[str, Any]:
             time.sleep(0.001)
         t0 = time.perf_counter()
         c0 = time.process_time()
-        if p.get("until") == "delivered":
-            while up.sender.stats.packets_delivered < p["packets"] and time.monotonic() < limit:
-                time.sleep(0.005)
-        else:
-            while up.sender.stats.bytes_acked < total and time.monotonic() < limit:
-                time.sleep(0.002)
+        finished.wait(max(0.0, limit - time.monotonic()))
         elapsed = time.perf_counter() - t0
         cpu = time.process_time() - c0
         up.stop()
