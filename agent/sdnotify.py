@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def notify(message: str) -> bool:
@@ -32,3 +36,32 @@ def watchdog_interval() -> float | None:
         return int(usec) / 2_000_000
     except ValueError:
         return None
+
+
+@contextmanager
+def extending_start(budget: float, status: str, every: float = 10.0) -> Iterator[None]:
+    """Keep systemd's start timeout from expiring while the block runs, for at most ``budget`` s.
+
+    A thread sends ``EXTEND_TIMEOUT_USEC`` (three periods) and ``STATUS`` every ``every``
+    seconds. After ``budget`` seconds it stops, so a start that hangs is still killed: systemd
+    then times the start out one extension (3 x ``every``) after the last message.
+    """
+    if not os.environ.get("NOTIFY_SOCKET"):
+        yield
+        return
+    done = threading.Event()
+
+    def extend() -> None:
+        deadline = time.monotonic() + budget
+        while time.monotonic() < deadline:
+            notify(f"EXTEND_TIMEOUT_USEC={int(every * 3_000_000)}\nSTATUS={status}")
+            if done.wait(every):
+                return
+
+    thread = threading.Thread(target=extend, name="sd-extend-start", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()

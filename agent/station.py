@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Budget for the journal's start-up check (see JournalPart.start): a fixed slack plus the
+# journal's size read at this rate, below a slow SD card's cold sequential read.
+START_CHECK_SLACK_S = 60.0
+START_CHECK_MIN_BYTES_PER_S = 5_000_000
+
 
 class JournalPart:
     """Owns the journal: opened (with recovery) at start, purged periodically, closed at stop.
@@ -41,9 +46,20 @@ class JournalPart:
     def start(self) -> None:
         """Open the journal (integrity check and recovery run here)."""
         from agent import kpi
-        from agent.journal import Journal
+        from agent.journal import Journal, db_path
+        from agent.sdnotify import extending_start
 
-        self.journal = Journal.open(self.config.state_dir, self.config.journal)
+        # The start-up check reads the whole journal. A full one (2 GiB by default) on a Pi's
+        # SD card, cold after a power cut, outlasts the unit's TimeoutStartSec=60: systemd
+        # would kill the agent at every start until its start limit, and the backlog would
+        # never leave. So the start timeout is extended while the journal opens, for as long
+        # as the slowest plausible card needs (after that a hang is still killed).
+        path = db_path(self.config.state_dir)
+        size = sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal"))
+                   if p.exists())
+        with extending_start(START_CHECK_SLACK_S + size / START_CHECK_MIN_BYTES_PER_S,
+                             f"checking the journal ({size // 1_000_000} MB)"):
+            self.journal = Journal.open(self.config.state_dir, self.config.journal)
         kpi.install(self.journal)
         self._thread = threading.Thread(target=self._maintain, name="journal-maintenance", daemon=True)
         self._thread.start()

@@ -1,4 +1,5 @@
-"""The daemon: READY=1 over sd_notify, one daemon per state directory, clean SIGTERM."""
+"""The daemon: READY=1 over sd_notify (start timeout extended while the journal is checked), one
+daemon per state directory, clean SIGTERM."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from agent.logs import TRACE, JournaldFormatter
+from agent.sdnotify import extending_start
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +52,9 @@ def test_ready_lock_and_sigterm(tmp_path: Path) -> None:
         messages = []
         while "READY=1" not in messages:
             messages.append(sock.recv(4096).decode())
+        # The journal's start-up check asked systemd for more time before READY=1.
+        assert any(m.startswith("EXTEND_TIMEOUT_USEC=") and "STATUS=checking the journal" in m
+                   for m in messages[:messages.index("READY=1")])
         state = tmp_path / "state"
         assert (state.stat().st_mode & 0o777) == 0o700
 
@@ -68,6 +75,55 @@ def test_ready_lock_and_sigterm(tmp_path: Path) -> None:
             proc.kill()
         proc.communicate()
         sock.close()
+
+
+def _notify_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> socket.socket:
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    return sock
+
+
+def _received(sock: socket.socket) -> list[str]:
+    sock.setblocking(False)
+    got = []
+    try:
+        while True:
+            got.append(sock.recv(4096).decode())
+    except BlockingIOError:
+        return got
+
+
+def test_a_long_start_step_extends_the_start_timeout_until_it_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sock = _notify_socket(tmp_path, monkeypatch)
+    with extending_start(budget=60, status="checking the journal (9 MB)", every=0.05):
+        time.sleep(0.3)
+    after = len(_received(sock))
+    time.sleep(0.2)
+    assert _received(sock) == []  # nothing once the step is over
+    assert after >= 2
+    sock.close()
+
+
+def test_extensions_stop_after_the_budget_so_a_hung_start_is_still_killed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sock = _notify_socket(tmp_path, monkeypatch)
+    with extending_start(budget=0.1, status="checking", every=0.05):
+        time.sleep(0.6)  # a step that overruns its budget
+    got = _received(sock)
+    sock.close()
+    # Without the budget there would be about 12 (every 0.05 s for 0.6 s).
+    assert 1 <= len(got) <= 4
+    assert got[0] == "EXTEND_TIMEOUT_USEC=150000\nSTATUS=checking"
+
+
+def test_no_extension_thread_outside_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    before = threading.active_count()
+    with extending_start(budget=60, status="x", every=0.01):
+        assert threading.active_count() == before
 
 
 def test_journald_formatter_keeps_levels() -> None:
