@@ -46,7 +46,7 @@ class JournalPart:
     def start(self) -> None:
         """Open the journal (integrity check and recovery run here)."""
         from agent import kpi
-        from agent.journal import Journal, db_path
+        from agent.journal import Journal, files_bytes
         from agent.sdnotify import extending_start
 
         # The start-up check reads the whole journal. A full one (2 GiB by default) on a Pi's
@@ -54,9 +54,7 @@ class JournalPart:
         # would kill the agent at every start until its start limit, and the backlog would
         # never leave. So the start timeout is extended while the journal opens, for as long
         # as the slowest plausible card needs (after that a hang is still killed).
-        path = db_path(self.config.state_dir)
-        size = sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal"))
-                   if p.exists())
+        size = files_bytes(self.config.state_dir)
         with extending_start(START_CHECK_SLACK_S + size / START_CHECK_MIN_BYTES_PER_S,
                              f"checking the journal ({size // 1_000_000} MB)"):
             self.journal = Journal.open(self.config.state_dir, self.config.journal)

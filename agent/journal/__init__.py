@@ -19,7 +19,7 @@ from agent.journal.errors import (
     UnknownPacketError,
 )
 from agent.journal.model import STATES, EventRow, Headroom, PacketInfo
-from agent.journal.store import DB_NAME, Journal, PacketSink, db_path
+from agent.journal.store import DB_NAME, Journal, PacketSink, db_path, files_bytes
 
 __all__ = [
     "DB_NAME",
@@ -40,4 +40,5 @@ __all__ = [
     "PacketTooLargeError",
     "UnknownPacketError",
     "db_path",
+    "files_bytes",
 ]

@@ -109,6 +109,12 @@ def db_path(state_dir: Path) -> Path:
     return Path(state_dir) / DB_NAME
 
 
+def files_bytes(state_dir: Path) -> int:
+    """Bytes the journal's database and WAL files hold on disk now (what a check reads)."""
+    path = db_path(state_dir)
+    return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+
+
 def _row_to_info(row: tuple[Any, ...]) -> PacketInfo:
     (pid, station, created, size, sha, state, prio, attempts, rejects, bitmap, csize,
      exported_at, chunk_bytes, last_error, saved_at, delivered_at, purged_at) = row
@@ -748,10 +754,7 @@ class Journal:
 
     def _integrity_check(self) -> None:
         conn = self._writer()
-        size = self.path.stat().st_size
-        wal = self.path.with_name(self.path.name + "-wal")
-        if wal.exists():
-            size += wal.stat().st_size
+        size = files_bytes(self.path.parent)
         # integrity_check also cross-checks every index against its table; on a large
         # journal quick_check (same page-level checks, no index cross-check) keeps start-up fast.
         pragma = "integrity_check" if size <= self.cfg.integrity_full_max_bytes else "quick_check"
