@@ -37,11 +37,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-# The private paho attributes the shortcuts rely on (paho-mqtt 2.x).
-_NEEDED = ("_handle_pubackcomp", "_send_publish", "_sock_send", "_packet_queue",
-           "_pack_remaining_length", "_pack_str16", "_call_socket_register_write",
-           "_easy_log", "_do_on_publish", "_in_packet", "_out_messages", "_out_message_mutex",
-           "_logger", "_on_log", "_protocol", "_sock")
+# The private paho methods the shortcuts override or call, and the attributes they read
+# (paho-mqtt 2.x).
+_METHODS = ("_handle_pubackcomp", "_send_publish", "_sock_send", "_packet_queue",
+            "_pack_remaining_length", "_pack_str16", "_call_socket_register_write",
+            "_do_on_publish")
+_NEEDED = (*_METHODS, "_in_packet", "_out_messages", "_out_message_mutex", "_logger",
+           "_on_log", "_protocol", "_sock")
 # Payloads smaller than this are built into one packet as paho does (the copy is negligible).
 GATHER_MIN_BYTES = 64 * 1024
 _PUBLISH = 0x30
@@ -137,4 +139,4 @@ class FastClient(mqtt.Client):
             raise
 
 
-FAST_PATHS = all(hasattr(mqtt.Client, name) for name in _NEEDED[:8])
+FAST_PATHS = all(hasattr(mqtt.Client, name) for name in _METHODS)
